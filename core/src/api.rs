@@ -1,0 +1,625 @@
+//! The HTTP API v1 codec, I/O-free: request bodies in, JSON responses and SSE
+//! events out.
+//!
+//! Field names and defaults are koi-udp's, so a koi-udp client works unchanged;
+//! extensions (`renew_on_traffic`, heartbeat `lease_secs`, counters, `expires_at`,
+//! `lagged` and `closed` events) are additive.
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
+use base64::engine::DecodePaddingMode;
+use base64::Engine as _;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::action::{CloseReason, Datagram, Event, Reply};
+use crate::binding::{BindingCounters, BindingInfo};
+use crate::command::BindParams;
+use crate::error::{ApiError, ErrorCode};
+use crate::id::{BindingId, Seq};
+
+/// Route prefix of the API.
+pub const PREFIX: &str = "/v1/udp";
+
+/// Standard base64 that accepts input with or without `=` padding.
+const LENIENT: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// A request the front end cannot turn into a command.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// The body is not the JSON the route expects.
+    #[error("invalid JSON body: {0}")]
+    InvalidJson(String),
+    /// A payload is not standard base64.
+    #[error("payload is not valid base64: {0}")]
+    InvalidBase64(String),
+    /// An address does not parse.
+    #[error("invalid address {0:?}: expected an IP address (bind) or ip:port (destination)")]
+    InvalidAddress(String),
+    /// A query parameter or header does not parse.
+    #[error("invalid {name}: {reason}")]
+    InvalidParameter {
+        /// Which parameter.
+        name: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The body is larger than the configured maximum.
+    #[error("request body exceeds the maximum of {max} bytes")]
+    BodyTooLarge {
+        /// The configured maximum.
+        max: usize,
+    },
+    /// A binding id in the path that cannot name any binding.
+    #[error("binding not found")]
+    UnknownBinding,
+    /// Missing or wrong bearer token.
+    #[error("missing or invalid token (send Authorization: Bearer <token>)")]
+    Unauthorized,
+    /// No such route.
+    #[error("no route for {0}")]
+    RouteNotFound(String),
+    /// The route does not take this method.
+    #[error("method {method} not allowed here (allowed: {allowed})")]
+    MethodNotAllowed {
+        /// The method used.
+        method: String,
+        /// The methods the route takes.
+        allowed: &'static str,
+    },
+}
+
+impl ApiError for RequestError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            RequestError::InvalidJson(_) => ErrorCode::InvalidJson,
+            RequestError::InvalidBase64(_) => ErrorCode::InvalidBase64,
+            RequestError::InvalidAddress(_) => ErrorCode::InvalidAddress,
+            RequestError::InvalidParameter { .. } => ErrorCode::InvalidParameter,
+            RequestError::BodyTooLarge { .. } => ErrorCode::BodyTooLarge,
+            RequestError::UnknownBinding => ErrorCode::NotFound,
+            RequestError::Unauthorized => ErrorCode::Unauthorized,
+            RequestError::RouteNotFound(_) => ErrorCode::RouteNotFound,
+            RequestError::MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,
+        }
+    }
+}
+
+fn json_error(e: serde_json::Error) -> RequestError {
+    RequestError::InvalidJson(e.to_string())
+}
+
+/// True for a body that carries nothing (koi clients send no body to heartbeat).
+fn is_blank(body: &[u8]) -> bool {
+    body.iter().all(u8::is_ascii_whitespace)
+}
+
+/// `POST /v1/udp/bind` body. Every field is optional.
+// Unknown fields are ignored, as koi-udp ignores them.
+#[derive(Debug, Clone, Deserialize)]
+struct BindRequest {
+    #[serde(default)]
+    port: u16,
+    #[serde(default)]
+    addr: Option<String>,
+    #[serde(default)]
+    lease_secs: Option<u64>,
+    #[serde(default)]
+    allow_remote: bool,
+    #[serde(default)]
+    renew_on_traffic: bool,
+}
+
+/// Decodes a bind body (`{port=0, addr="127.0.0.1", lease_secs=300,
+/// allow_remote=false, renew_on_traffic=false}`; an empty body means all defaults).
+pub fn decode_bind(body: &[u8]) -> Result<BindParams, RequestError> {
+    let req: BindRequest = if is_blank(body) {
+        BindRequest {
+            port: 0,
+            addr: None,
+            lease_secs: None,
+            allow_remote: false,
+            renew_on_traffic: false,
+        }
+    } else {
+        serde_json::from_slice(body).map_err(json_error)?
+    };
+    let ip = match req.addr.as_deref() {
+        None => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        Some(s) => parse_ip(s)?,
+    };
+    Ok(BindParams {
+        addr: SocketAddr::new(ip, req.port),
+        lease_secs: req.lease_secs,
+        allow_remote: req.allow_remote,
+        renew_on_traffic: req.renew_on_traffic,
+    })
+}
+
+/// An IP address, with or without IPv6 brackets (`::1` or `[::1]`).
+fn parse_ip(s: &str) -> Result<IpAddr, RequestError> {
+    let inner = s
+        .strip_prefix('[')
+        .and_then(|rest| rest.strip_suffix(']'))
+        .unwrap_or(s);
+    inner
+        .parse()
+        .map_err(|_| RequestError::InvalidAddress(s.to_owned()))
+}
+
+/// `POST /v1/udp/send/{id}` body.
+#[derive(Debug, Clone, Deserialize)]
+struct SendRequest {
+    dest: String,
+    payload: String,
+}
+
+/// Decodes a send body (`{dest: "ip:port", payload: "<base64>"}`).
+pub fn decode_send(body: &[u8]) -> Result<(SocketAddr, Bytes), RequestError> {
+    let req: SendRequest = serde_json::from_slice(body).map_err(json_error)?;
+    let dest = parse_destination(&req.dest)?;
+    let payload = LENIENT
+        .decode(req.payload.as_bytes())
+        .map_err(|e| RequestError::InvalidBase64(e.to_string()))?;
+    Ok((dest, Bytes::from(payload)))
+}
+
+/// A destination `ip:port` (`[v6]:port` for IPv6).
+pub fn parse_destination(s: &str) -> Result<SocketAddr, RequestError> {
+    s.trim()
+        .parse()
+        .map_err(|_| RequestError::InvalidAddress(s.to_owned()))
+}
+
+/// Optional `PUT|POST /v1/udp/heartbeat/{id}` body.
+#[derive(Debug, Clone, Deserialize)]
+struct HeartbeatRequest {
+    #[serde(default)]
+    lease_secs: Option<u64>,
+}
+
+/// Decodes a heartbeat body: empty (renew with the current lease) or
+/// `{"lease_secs": n}` (renew with a new lease).
+pub fn decode_heartbeat(body: &[u8]) -> Result<Option<u64>, RequestError> {
+    if is_blank(body) {
+        return Ok(None);
+    }
+    let req: HeartbeatRequest = serde_json::from_slice(body).map_err(json_error)?;
+    Ok(req.lease_secs)
+}
+
+/// A binding id from a path segment. A string that cannot be an id names no
+/// binding, so it is `not_found`, as for an id that expired.
+pub fn parse_binding_id(s: &str) -> Result<BindingId, RequestError> {
+    s.parse().map_err(|_| RequestError::UnknownBinding)
+}
+
+/// The `Last-Event-ID` header: the sequence number to resume after.
+pub fn parse_last_event_id(value: &[u8]) -> Result<Seq, RequestError> {
+    let invalid = |reason: &str| RequestError::InvalidParameter {
+        name: "Last-Event-ID",
+        reason: reason.to_owned(),
+    };
+    let s = std::str::from_utf8(value).map_err(|_| invalid("not UTF-8"))?;
+    s.parse()
+        .map_err(|_| invalid("expected the decimal sequence number of an event"))
+}
+
+/// Query parameters of `GET /v1/udp/recv/{id}`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecvQuery {
+    /// Close the stream after this long without a datagram (`idle_for=N`
+    /// seconds; absent or 0: never, as in koi-udp).
+    pub idle_for: Option<Duration>,
+}
+
+/// Parses the query string of `GET /v1/udp/recv/{id}`. Unknown parameters are ignored.
+pub fn parse_recv_query(query: Option<&str>) -> Result<RecvQuery, RequestError> {
+    let mut out = RecvQuery::default();
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if name == "idle_for" {
+            let secs: u64 = value
+                .parse()
+                .map_err(|_| RequestError::InvalidParameter {
+                    name: "idle_for",
+                    reason: format!("{value:?} is not a whole number of seconds"),
+                })?;
+            out.idle_for = (secs > 0).then(|| Duration::from_secs(secs));
+        }
+    }
+    Ok(out)
+}
+
+// ----- responses ---------------------------------------------------------------
+
+/// A JSON response: status and body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// JSON body.
+    pub body: Vec<u8>,
+}
+
+impl JsonResponse {
+    fn ok<T: Serialize>(status: u16, value: &T) -> Self {
+        match serde_json::to_vec(value) {
+            Ok(body) => JsonResponse { status, body },
+            // Only a non-string map key or a failing Serialize impl can fail; ours have neither.
+            Err(e) => JsonResponse::error(ErrorCode::IoError, &e.to_string()),
+        }
+    }
+
+    /// `{"error": code, "message": message}` with the code's status.
+    pub fn error(code: ErrorCode, message: &str) -> Self {
+        #[derive(Serialize)]
+        struct ErrorBody<'a> {
+            error: &'static str,
+            message: &'a str,
+        }
+        let body = serde_json::to_vec(&ErrorBody {
+            error: code.as_str(),
+            message,
+        })
+        .unwrap_or_else(|_| br#"{"error":"io_error","message":""}"#.to_vec());
+        JsonResponse {
+            status: code.http_status(),
+            body,
+        }
+    }
+
+    /// The response for any error in the table.
+    pub fn from_error(e: &dyn ApiError) -> Self {
+        JsonResponse::error(e.code(), &e.to_string())
+    }
+}
+
+/// RFC 3339 UTC with microseconds, clamped to years 1970–9999 (the formatter's range).
+pub fn timestamp(t: SystemTime) -> String {
+    const MAX: Duration = Duration::from_secs(253_402_300_799);
+    let t = match t.duration_since(UNIX_EPOCH) {
+        Ok(d) if d <= MAX => t,
+        Ok(_) => UNIX_EPOCH + MAX,
+        Err(_) => UNIX_EPOCH,
+    };
+    humantime::format_rfc3339_micros(t).to_string()
+}
+
+/// `BindingInfo` as the API shows it: koi-udp's fields, then the extensions.
+#[derive(Serialize)]
+struct BindingInfoBody {
+    id: String,
+    local_addr: String,
+    created_at: String,
+    last_heartbeat: String,
+    lease_secs: u64,
+    allow_remote: bool,
+    renew_on_traffic: bool,
+    expires_at: String,
+    subscribers: usize,
+    counters: CountersBody,
+}
+
+#[derive(Serialize)]
+struct CountersBody {
+    received: u64,
+    received_bytes: u64,
+    delivered: u64,
+    deliveries: u64,
+    pending: u64,
+    dropped_overflow: u64,
+    missed: u64,
+    sent: u64,
+    sent_bytes: u64,
+    send_errors: u64,
+    icmp_errors: u64,
+    recv_errors: u64,
+}
+
+impl From<&BindingCounters> for CountersBody {
+    fn from(c: &BindingCounters) -> Self {
+        CountersBody {
+            received: c.received,
+            received_bytes: c.received_bytes,
+            delivered: c.delivered,
+            deliveries: c.deliveries,
+            pending: c.pending,
+            dropped_overflow: c.dropped_overflow,
+            missed: c.missed,
+            sent: c.sent,
+            sent_bytes: c.sent_bytes,
+            send_errors: c.send_errors,
+            icmp_errors: c.icmp_errors,
+            recv_errors: c.recv_errors,
+        }
+    }
+}
+
+impl From<&BindingInfo> for BindingInfoBody {
+    fn from(b: &BindingInfo) -> Self {
+        BindingInfoBody {
+            id: b.id.to_string(),
+            local_addr: b.local_addr.to_string(),
+            created_at: timestamp(b.created_at),
+            last_heartbeat: timestamp(b.last_heartbeat),
+            lease_secs: b.lease.as_secs(),
+            allow_remote: b.allow_remote,
+            renew_on_traffic: b.renew_on_traffic,
+            expires_at: timestamp(b.expires_at),
+            subscribers: b.subscribers,
+            counters: CountersBody::from(&b.counters),
+        }
+    }
+}
+
+/// The HTTP response for a command's reply: 201 with `BindingInfo` for a bind,
+/// `{"unbound": id}`, `{"sent": n}`, `{"renewed": id, ...}`, `{"bindings": [...]}`,
+/// or the error's status and `{"error", "message"}` body.
+pub fn encode_reply(reply: &Reply) -> JsonResponse {
+    fn err(e: &dyn ApiError) -> JsonResponse {
+        JsonResponse::from_error(e)
+    }
+    match reply {
+        Reply::Bind(Ok(info)) => JsonResponse::ok(201, &BindingInfoBody::from(&**info)),
+        Reply::Bind(Err(e)) => err(e),
+        Reply::Unbind(Ok(id)) => {
+            JsonResponse::ok(200, &serde_json::json!({ "unbound": id.to_string() }))
+        }
+        Reply::Unbind(Err(e)) => err(e),
+        Reply::Send(Ok(n)) => JsonResponse::ok(200, &serde_json::json!({ "sent": n })),
+        Reply::Send(Err(e)) => err(e),
+        Reply::Heartbeat(Ok(info)) => JsonResponse::ok(
+            200,
+            &serde_json::json!({
+                "renewed": info.id.to_string(),
+                "lease_secs": info.lease.as_secs(),
+                "expires_at": timestamp(info.expires_at),
+            }),
+        ),
+        Reply::Heartbeat(Err(e)) => err(e),
+        Reply::Subscribe(Ok(id)) => {
+            JsonResponse::ok(200, &serde_json::json!({ "subscriber": id.0 }))
+        }
+        Reply::Subscribe(Err(e)) => err(e),
+        Reply::Unsubscribe(Ok(id)) => {
+            JsonResponse::ok(200, &serde_json::json!({ "unsubscribed": id.0 }))
+        }
+        Reply::Unsubscribe(Err(e)) => err(e),
+        Reply::Status(all) => {
+            let bindings: Vec<BindingInfoBody> = all.iter().map(BindingInfoBody::from).collect();
+            JsonResponse::ok(200, &serde_json::json!({ "bindings": bindings }))
+        }
+        Reply::Shutdown => JsonResponse::ok(200, &serde_json::json!({ "shutdown": true })),
+    }
+}
+
+// ----- server-sent events --------------------------------------------------------
+
+/// Appends one SSE event for a subscriber: `event: datagram` with `id: <seq>` and
+/// koi-udp's data fields, or `event: lagged` with `{"missed": n}`.
+pub fn encode_event(out: &mut Vec<u8>, event: &Event) {
+    match event {
+        Event::Datagram(d) => encode_datagram(out, d),
+        Event::Lagged { missed } => {
+            let _ = write!(Utf8(out), "event: lagged\ndata: {{\"missed\":{missed}}}\n\n");
+        }
+    }
+}
+
+/// Appends `event: datagram`. Every field is ASCII without quotes or
+/// backslashes (a UUID, a socket address, base64, a timestamp), so the JSON is
+/// written directly, without an escaping pass.
+pub fn encode_datagram(out: &mut Vec<u8>, d: &Datagram) {
+    let mut s = Utf8(out);
+    let _ = write!(
+        s,
+        "event: datagram\nid: {}\ndata: {{\"binding_id\":\"{}\",\"src\":\"{}\",\"payload\":\"",
+        d.seq, d.binding, d.src
+    );
+    let start = s.0.len();
+    let b64_len = base64::encoded_len(d.payload.len(), true).unwrap_or(0);
+    s.0.resize(start + b64_len, 0);
+    let written = STANDARD
+        .encode_slice(&d.payload, &mut s.0[start..])
+        .unwrap_or(0);
+    s.0.truncate(start + written);
+    let _ = write!(
+        s,
+        "\",\"received_at\":\"{}\"}}\n\n",
+        timestamp(d.received_at)
+    );
+}
+
+/// Appends the final `event: closed` with `{"reason": ...}`.
+pub fn encode_closed(out: &mut Vec<u8>, reason: CloseReason) {
+    let _ = write!(
+        Utf8(out),
+        "event: closed\ndata: {{\"reason\":\"{}\"}}\n\n",
+        reason.as_str()
+    );
+}
+
+/// Appends a keep-alive comment.
+pub fn encode_keep_alive(out: &mut Vec<u8>) {
+    out.extend_from_slice(b": keep-alive\n\n");
+}
+
+/// `fmt::Write` into a byte buffer (everything written here is UTF-8).
+struct Utf8<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for Utf8<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{BindError, SendError};
+    use crate::lease::Lease;
+
+    #[test]
+    fn bind_body_defaults_match_koi_udp() {
+        let p = decode_bind(b"{}").unwrap();
+        assert_eq!(p.addr, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(p.lease_secs, None);
+        assert!(!p.allow_remote && !p.renew_on_traffic);
+        assert_eq!(decode_bind(b"").unwrap(), p);
+        let p = decode_bind(br#"{"port":5000,"addr":"::1","lease_secs":30,"allow_remote":true}"#)
+            .unwrap();
+        assert_eq!(p.addr, "[::1]:5000".parse().unwrap());
+        assert_eq!(p.lease_secs, Some(30));
+        assert!(p.allow_remote);
+        assert_eq!(decode_bind(br#"{"addr":"[::1]"}"#).unwrap().addr, "[::1]:0".parse().unwrap());
+    }
+
+    #[test]
+    fn bad_bind_bodies_are_distinct_errors() {
+        assert!(matches!(decode_bind(b"{"), Err(RequestError::InvalidJson(_))));
+        assert!(matches!(decode_bind(br#"{"port":70000}"#), Err(RequestError::InvalidJson(_))));
+        assert!(matches!(decode_bind(br#"{"port":"x"}"#), Err(RequestError::InvalidJson(_))));
+        assert_eq!(
+            decode_bind(br#"{"addr":"localhost"}"#),
+            Err(RequestError::InvalidAddress("localhost".into()))
+        );
+    }
+
+    #[test]
+    fn send_body_decodes_padded_and_unpadded_base64() {
+        let (dest, payload) = decode_send(br#"{"dest":"127.0.0.1:9","payload":"aGk="}"#).unwrap();
+        assert_eq!(dest, "127.0.0.1:9".parse().unwrap());
+        assert_eq!(&payload[..], b"hi");
+        let (_, payload) = decode_send(br#"{"dest":"127.0.0.1:9","payload":"aGk"}"#).unwrap();
+        assert_eq!(&payload[..], b"hi");
+        assert!(matches!(
+            decode_send(br#"{"dest":"127.0.0.1:9","payload":"!!"}"#),
+            Err(RequestError::InvalidBase64(_))
+        ));
+        assert!(matches!(
+            decode_send(br#"{"dest":"127.0.0.1","payload":""}"#),
+            Err(RequestError::InvalidAddress(_))
+        ));
+        assert!(matches!(decode_send(br#"{"dest":"127.0.0.1:9"}"#), Err(RequestError::InvalidJson(_))));
+    }
+
+    #[test]
+    fn heartbeat_body_is_optional() {
+        assert_eq!(decode_heartbeat(b""), Ok(None));
+        assert_eq!(decode_heartbeat(b"{}"), Ok(None));
+        assert_eq!(decode_heartbeat(br#"{"lease_secs":60}"#), Ok(Some(60)));
+        assert!(decode_heartbeat(b"[").is_err());
+    }
+
+    #[test]
+    fn recv_query_follows_koi_idle_for() {
+        assert_eq!(parse_recv_query(None).unwrap().idle_for, None);
+        assert_eq!(parse_recv_query(Some("idle_for=0")).unwrap().idle_for, None);
+        assert_eq!(
+            parse_recv_query(Some("x=1&idle_for=5")).unwrap().idle_for,
+            Some(Duration::from_secs(5))
+        );
+        assert!(parse_recv_query(Some("idle_for=-1")).is_err());
+        assert!(parse_recv_query(Some("idle_for=")).is_err());
+    }
+
+    #[test]
+    fn last_event_id_must_be_a_sequence_number() {
+        assert_eq!(parse_last_event_id(b"17"), Ok(Seq(17)));
+        assert!(parse_last_event_id(b"0196a0e4-aaaa").is_err());
+        assert!(parse_last_event_id(&[0xff, 0x31]).is_err());
+    }
+
+    #[test]
+    fn errors_carry_code_and_message() {
+        let r = JsonResponse::from_error(&SendError::NotFound);
+        assert_eq!(r.status, 404);
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["error"], "not_found");
+        assert_eq!(v["message"], "binding not found");
+        let r = encode_reply(&Reply::Bind(Err(BindError::TooManyBindings { max: 3 })));
+        assert_eq!(r.status, 429);
+        let r = JsonResponse::from_error(&RequestError::BodyTooLarge { max: 10 });
+        assert_eq!(r.status, 413);
+    }
+
+    fn info() -> BindingInfo {
+        let t = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        BindingInfo {
+            id: "1b4e28ba-2fa1-41d2-883f-0016d3cca427".parse().unwrap(),
+            local_addr: "127.0.0.1:4000".parse().unwrap(),
+            created_at: t,
+            last_heartbeat: t,
+            lease: Lease::from_secs(300),
+            expires_at: t + Duration::from_secs(300),
+            allow_remote: false,
+            renew_on_traffic: false,
+            subscribers: 0,
+            counters: BindingCounters::default(),
+        }
+    }
+
+    #[test]
+    fn bind_reply_is_201_with_koi_fields() {
+        let r = encode_reply(&Reply::Bind(Ok(Box::new(info()))));
+        assert_eq!(r.status, 201);
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["id"], "1b4e28ba-2fa1-41d2-883f-0016d3cca427");
+        assert_eq!(v["local_addr"], "127.0.0.1:4000");
+        assert_eq!(v["created_at"], "2023-11-14T22:13:20.000000Z");
+        assert_eq!(v["last_heartbeat"], "2023-11-14T22:13:20.000000Z");
+        assert_eq!(v["lease_secs"], 300);
+        assert_eq!(v["allow_remote"], false);
+        assert_eq!(v["expires_at"], "2023-11-14T22:18:20.000000Z");
+        assert_eq!(v["counters"]["received"], 0);
+    }
+
+    #[test]
+    fn datagram_event_is_koi_shaped_sse() {
+        let d = Datagram {
+            binding: info().id,
+            seq: Seq(3),
+            src: "127.0.0.1:9999".parse().unwrap(),
+            payload: Bytes::from_static(b"hello"),
+            received_at: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
+        };
+        let mut out = Vec::new();
+        encode_event(&mut out, &Event::Datagram(d));
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "event: datagram\nid: 3\ndata: {\"binding_id\":\"1b4e28ba-2fa1-41d2-883f-0016d3cca427\",\
+             \"src\":\"127.0.0.1:9999\",\"payload\":\"aGVsbG8=\",\
+             \"received_at\":\"2023-11-14T22:13:20.123000Z\"}\n\n"
+        );
+        let data = text.lines().nth(2).unwrap().strip_prefix("data: ").unwrap();
+        let v: serde_json::Value = serde_json::from_str(data).unwrap();
+        assert_eq!(v["payload"], "aGVsbG8=");
+    }
+
+    #[test]
+    fn lagged_and_closed_events_are_encoded() {
+        let mut out = Vec::new();
+        encode_event(&mut out, &Event::Lagged { missed: 7 });
+        encode_closed(&mut out, CloseReason::Expired);
+        encode_keep_alive(&mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "event: lagged\ndata: {\"missed\":7}\n\nevent: closed\ndata: {\"reason\":\"expired\"}\n\n: keep-alive\n\n"
+        );
+    }
+
+    #[test]
+    fn timestamps_outside_the_formatter_range_are_clamped() {
+        assert_eq!(timestamp(UNIX_EPOCH - Duration::from_secs(5)), "1970-01-01T00:00:00.000000Z");
+        assert!(timestamp(UNIX_EPOCH + Duration::from_secs(u64::MAX / 4)).starts_with("9999-12-31"));
+    }
+}

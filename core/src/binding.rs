@@ -1,0 +1,191 @@
+//! A live binding: its socket's address, its lease, its replay ring and its counters.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+
+use crate::id::{BindingId, SubscriberId};
+use crate::lease::Lease;
+
+/// A snapshot of a live binding, as the status API shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BindingInfo {
+    /// The binding's id.
+    pub id: BindingId,
+    /// The address its socket is bound to (with the port the OS chose).
+    pub local_addr: SocketAddr,
+    /// When it was bound.
+    pub created_at: SystemTime,
+    /// The last heartbeat (the bind counts as the first).
+    pub last_heartbeat: SystemTime,
+    /// Its lease length.
+    pub lease: Lease,
+    /// When it expires unless renewed.
+    pub expires_at: SystemTime,
+    /// Whether it may use non-loopback addresses.
+    pub allow_remote: bool,
+    /// Whether traffic renews its lease.
+    pub renew_on_traffic: bool,
+    /// Number of subscribers now.
+    pub subscribers: usize,
+    /// Its counters.
+    pub counters: BindingCounters,
+}
+
+/// Per-binding counters. For every binding,
+/// `received == delivered + dropped_overflow + pending` holds at all times:
+/// every datagram is delivered, dropped with a named reason, or still waiting.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BindingCounters {
+    /// Datagrams received on the socket.
+    pub received: u64,
+    /// Bytes received on the socket.
+    pub received_bytes: u64,
+    /// Received datagrams delivered to at least one subscriber.
+    pub delivered: u64,
+    /// Datagram events written to subscribers (a datagram counts once per subscriber).
+    pub deliveries: u64,
+    /// Datagrams pushed out of the replay ring before any subscriber got them.
+    pub dropped_overflow: u64,
+    /// Datagrams in the replay ring that no subscriber has got yet.
+    pub pending: u64,
+    /// Datagrams individual subscribers missed (reported to them as `lagged`).
+    pub missed: u64,
+    /// Datagrams sent.
+    pub sent: u64,
+    /// Bytes sent.
+    pub sent_bytes: u64,
+    /// Sends the runtime reported as failed.
+    pub send_errors: u64,
+    /// ICMP errors the kernel surfaced (connection refused, unreachable), on send or receive.
+    pub icmp_errors: u64,
+    /// Other receive errors the runtime reported.
+    pub recv_errors: u64,
+}
+
+/// A datagram held in the replay ring.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub(crate) src: SocketAddr,
+    pub(crate) payload: Bytes,
+    pub(crate) received_at: SystemTime,
+    /// Delivered to at least one subscriber.
+    pub(crate) delivered: bool,
+}
+
+/// The bounded replay ring: the latest datagrams, by count and by bytes.
+#[derive(Debug)]
+pub(crate) struct Ring {
+    entries: VecDeque<Entry>,
+    /// Sequence number of `entries[0]` (or of the next datagram when empty).
+    first: u64,
+    bytes: usize,
+}
+
+impl Ring {
+    fn new() -> Self {
+        Ring {
+            entries: VecDeque::new(),
+            first: 1,
+            bytes: 0,
+        }
+    }
+
+    /// Sequence number of the oldest datagram held.
+    pub(crate) fn first_seq(&self) -> u64 {
+        self.first
+    }
+
+    /// Sequence number the next datagram will get.
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.first + self.entries.len() as u64
+    }
+
+    pub(crate) fn get_mut(&mut self, seq: u64) -> Option<&mut Entry> {
+        let index = usize::try_from(seq.checked_sub(self.first)?).ok()?;
+        self.entries.get_mut(index)
+    }
+
+    /// The oldest datagram no subscriber has got, or the next sequence number.
+    pub(crate) fn first_undelivered(&self) -> u64 {
+        self.entries
+            .iter()
+            .position(|e| !e.delivered)
+            .map_or(self.next_seq(), |i| self.first + i as u64)
+    }
+
+    /// Appends a datagram and evicts the oldest until the bounds hold again
+    /// (always keeping the newest). Returns how many evicted ones were undelivered.
+    pub(crate) fn push(&mut self, entry: Entry, max_count: usize, max_bytes: usize) -> u64 {
+        self.bytes += entry.payload.len();
+        self.entries.push_back(entry);
+        let mut dropped = 0;
+        while self.entries.len() > 1
+            && (self.entries.len() > max_count || self.bytes > max_bytes)
+        {
+            if let Some(old) = self.entries.pop_front() {
+                self.bytes -= old.payload.len();
+                self.first += 1;
+                if !old.delivered {
+                    dropped += 1;
+                }
+            }
+        }
+        dropped
+    }
+}
+
+/// A live binding.
+#[derive(Debug)]
+pub(crate) struct Binding {
+    pub(crate) id: BindingId,
+    /// Creation order, for listing bindings oldest first.
+    pub(crate) serial: u64,
+    pub(crate) local_addr: SocketAddr,
+    pub(crate) created_at: Instant,
+    pub(crate) last_heartbeat: Instant,
+    pub(crate) lease: Lease,
+    /// When the lease runs out.
+    pub(crate) deadline: Instant,
+    /// The deadline entry in the engine's timer set. Traffic renewal only moves
+    /// `deadline` forward; the entry catches up when it fires (no O(log n) work per datagram).
+    pub(crate) scheduled: Instant,
+    pub(crate) allow_remote: bool,
+    pub(crate) renew_on_traffic: bool,
+    pub(crate) ring: Ring,
+    pub(crate) subscribers: Vec<SubscriberId>,
+    pub(crate) counters: BindingCounters,
+}
+
+/// What a new binding starts with.
+pub(crate) struct NewBinding {
+    pub(crate) id: BindingId,
+    pub(crate) serial: u64,
+    pub(crate) local_addr: SocketAddr,
+    pub(crate) lease: Lease,
+    pub(crate) allow_remote: bool,
+    pub(crate) renew_on_traffic: bool,
+}
+
+impl Binding {
+    pub(crate) fn new(new: NewBinding, now: Instant) -> Self {
+        let deadline = now + new.lease.as_duration();
+        Binding {
+            id: new.id,
+            serial: new.serial,
+            local_addr: new.local_addr,
+            created_at: now,
+            last_heartbeat: now,
+            lease: new.lease,
+            deadline,
+            scheduled: deadline,
+            allow_remote: new.allow_remote,
+            renew_on_traffic: new.renew_on_traffic,
+            ring: Ring::new(),
+            subscribers: Vec::new(),
+            counters: BindingCounters::default(),
+        }
+    }
+}

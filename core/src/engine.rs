@@ -1,0 +1,741 @@
+//! The engine: one struct that owns every binding, lease and subscriber.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use rand_chacha::ChaCha12Rng;
+use rand_core::SeedableRng;
+use slab::Slab;
+
+use crate::action::{Action, CloseReason, Reply};
+use crate::binding::{Binding, BindingCounters, BindingInfo, Entry, NewBinding};
+use crate::command::{BindParams, Command, SubscribeParams};
+use crate::config::{Config, ConfigError};
+use crate::deadline::Deadlines;
+use crate::error::{
+    BindError, BindingError, OpenError, SendError, SubscribeError, TransmitError,
+    UnsubscribeError,
+};
+use crate::id::{BindingId, IdMap, RequestId, SubscriberId};
+use crate::lease::Lease;
+use crate::policy;
+use crate::subscriber::Subscriber;
+use crate::wallclock::WallClock;
+
+/// Engine-wide counters. `received == delivered + dropped_overflow +
+/// dropped_closed + pending` always holds; datagrams reported for a binding that
+/// is no longer live are counted in `dropped_unbound`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Sockets reported opened.
+    pub bindings_opened: u64,
+    /// Bindings closed, for any reason.
+    pub bindings_closed: u64,
+    /// Bindings closed because their lease ran out.
+    pub bindings_expired: u64,
+    /// Sockets the runtime failed to open.
+    pub open_failures: u64,
+    /// Datagrams received on live bindings.
+    pub received: u64,
+    /// Of those, delivered to at least one subscriber.
+    pub delivered: u64,
+    /// Of those, pushed out of a replay ring before any subscriber got them.
+    pub dropped_overflow: u64,
+    /// Of those, still in the ring, undelivered, when their binding closed.
+    pub dropped_closed: u64,
+    /// Of those, waiting in a live binding's ring for a subscriber.
+    pub pending: u64,
+    /// Datagrams reported for a binding that was no longer live (they raced its close).
+    pub dropped_unbound: u64,
+    /// Datagrams individual subscribers missed (reported to them as `lagged`).
+    pub missed: u64,
+    /// Datagrams sent.
+    pub sent: u64,
+    /// Sends that failed.
+    pub send_errors: u64,
+    /// I/O outcomes that matched nothing the engine asked for (a runtime bug).
+    pub unexpected_outcomes: u64,
+}
+
+impl Counters {
+    fn add_binding(&mut self, c: &BindingCounters) {
+        self.received += c.received;
+        self.delivered += c.delivered;
+        self.dropped_overflow += c.dropped_overflow;
+        self.pending += c.pending;
+        self.missed += c.missed;
+        self.sent += c.sent;
+        self.send_errors += c.send_errors;
+    }
+}
+
+/// A socket asked for but not reported yet.
+#[derive(Debug)]
+struct Opening {
+    request: RequestId,
+    params: BindParams,
+    allow_remote: bool,
+    lease: Lease,
+    /// The bind was answered (shutdown); close the socket if it opens.
+    cancelled: bool,
+}
+
+/// A command waiting for an I/O outcome.
+#[derive(Debug, Clone, Copy)]
+enum Pending {
+    Bind,
+    Transmit(BindingId),
+}
+
+/// What a timer entry is for. Ordered, so timers due at the same instant fire
+/// in a fixed order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Lease(usize),
+    Idle(SubscriberId),
+}
+
+/// The I/O-free Porthole engine.
+///
+/// Feed it inputs (`handle_*`, each taking `now` last), then drain
+/// [`poll_action`](Self::poll_action) until it returns `None`, and sleep until
+/// [`poll_timeout`](Self::poll_timeout). See the crate documentation for a full run loop.
+#[derive(Debug)]
+pub struct Engine {
+    config: Config,
+    rng: ChaCha12Rng,
+    wall: WallClock,
+    now: Instant,
+    bindings: Slab<Binding>,
+    by_id: IdMap<BindingId, usize>,
+    /// Ordered by id so shutdown answers them in a fixed order.
+    opening: BTreeMap<BindingId, Opening>,
+    subscribers: IdMap<SubscriberId, Subscriber>,
+    pending: IdMap<RequestId, Pending>,
+    timers: Deadlines<Timer>,
+    actions: VecDeque<Action>,
+    next_subscriber: u64,
+    next_serial: u64,
+    counters: Counters,
+    /// Counters of closed bindings, summed.
+    retired: Counters,
+    shut_down: bool,
+}
+
+impl Engine {
+    /// An engine with `config`, ids drawn from a generator seeded with `seed`
+    /// (use OS randomness in production, a fixed seed in tests), and wall-clock
+    /// timestamps derived from `wall`. Time starts at `wall.instant()`.
+    pub fn new(config: Config, seed: [u8; 32], wall: WallClock) -> Result<Self, ConfigError> {
+        config.validate()?;
+        Ok(Engine {
+            config,
+            rng: ChaCha12Rng::from_seed(seed),
+            wall,
+            now: wall.instant(),
+            bindings: Slab::new(),
+            by_id: IdMap::default(),
+            opening: BTreeMap::new(),
+            subscribers: IdMap::default(),
+            pending: IdMap::default(),
+            timers: Deadlines::new(),
+            actions: VecDeque::new(),
+            next_subscriber: 1,
+            next_serial: 0,
+            counters: Counters::default(),
+            retired: Counters::default(),
+            shut_down: false,
+        })
+    }
+
+    // ----- outputs -------------------------------------------------------------
+
+    /// The next action for the runtime, in order. Drain after every input.
+    #[must_use]
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When the engine next needs [`handle_timeout`](Self::handle_timeout): the
+    /// earliest lease or idle deadline. It may be earlier than the true deadline
+    /// when traffic renewed a lease; calling `handle_timeout` then is harmless.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    // ----- inputs --------------------------------------------------------------
+
+    /// Time passed: closes every binding whose deadline is `<= now` (reason
+    /// `expired`) and ends idle subscribers. Every other input does this first too,
+    /// so a command never sees a binding whose deadline has passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.advance(now);
+    }
+
+    /// A client's command. Its [`Reply`] comes out of `poll_action` with `request`,
+    /// now or after the I/O outcome it waits for.
+    pub fn handle_command(&mut self, request: RequestId, command: Command, now: Instant) {
+        let now = self.advance(now);
+        match command {
+            Command::Bind(params) => self.bind(request, params),
+            Command::Unbind { binding } => {
+                let reply = match self.by_id.get(&binding) {
+                    Some(&key) => {
+                        self.close(key, CloseReason::Unbound);
+                        Ok(binding)
+                    }
+                    None => Err(BindingError::NotFound),
+                };
+                self.reply(request, Reply::Unbind(reply));
+            }
+            Command::Send {
+                binding,
+                dest,
+                payload,
+            } => self.send(request, binding, dest, payload, now),
+            Command::Heartbeat {
+                binding,
+                lease_secs,
+            } => {
+                let reply = self.heartbeat(binding, lease_secs, now);
+                self.reply(request, Reply::Heartbeat(reply));
+            }
+            Command::Subscribe(params) => self.subscribe(request, params, now),
+            Command::Unsubscribe { subscriber } => {
+                let reply = match self.remove_subscriber(subscriber) {
+                    Some(_) => {
+                        self.actions.push_back(Action::EndStream {
+                            subscriber,
+                            reason: CloseReason::Unsubscribed,
+                        });
+                        Ok(subscriber)
+                    }
+                    None => Err(UnsubscribeError::NotFound(subscriber)),
+                };
+                self.reply(request, Reply::Unsubscribe(reply));
+            }
+            Command::Status => {
+                let all = self.bindings();
+                self.reply(request, Reply::Status(all));
+            }
+            Command::Shutdown => {
+                self.shutdown();
+                self.reply(request, Reply::Shutdown);
+            }
+        }
+    }
+
+    /// The runtime opened the socket asked for by [`Action::OpenSocket`]; the
+    /// lease starts now.
+    pub fn handle_socket_opened(&mut self, binding: BindingId, local_addr: SocketAddr, now: Instant) {
+        let now = self.advance(now);
+        let Some(opening) = self.opening.remove(&binding) else {
+            self.counters.unexpected_outcomes += 1;
+            return;
+        };
+        self.pending.remove(&opening.request);
+        self.counters.bindings_opened += 1;
+        if opening.cancelled {
+            self.actions.push_back(Action::CloseSocket { binding });
+            self.counters.bindings_closed += 1;
+            return;
+        }
+        let serial = self.next_serial;
+        self.next_serial += 1;
+        let new = NewBinding {
+            id: binding,
+            serial,
+            local_addr,
+            lease: opening.lease,
+            allow_remote: opening.allow_remote,
+            renew_on_traffic: opening.params.renew_on_traffic,
+        };
+        let b = Binding::new(new, now);
+        let deadline = b.deadline;
+        let key = self.bindings.insert(b);
+        self.by_id.insert(binding, key);
+        self.timers.insert(deadline, Timer::Lease(key));
+        let info = Box::new(self.info(&self.bindings[key]));
+        self.reply(opening.request, Reply::Bind(Ok(info)));
+    }
+
+    /// The runtime could not open the socket asked for by [`Action::OpenSocket`].
+    pub fn handle_socket_failed(&mut self, binding: BindingId, error: OpenError, now: Instant) {
+        self.advance(now);
+        let Some(opening) = self.opening.remove(&binding) else {
+            self.counters.unexpected_outcomes += 1;
+            return;
+        };
+        self.pending.remove(&opening.request);
+        self.counters.open_failures += 1;
+        if opening.cancelled {
+            return;
+        }
+        let addr = opening.params.addr;
+        let error = match error {
+            OpenError::AddrInUse => BindError::AddrInUse(addr),
+            OpenError::PermissionDenied => BindError::PermissionDenied(addr),
+            OpenError::OutOfDescriptors => BindError::OutOfDescriptors,
+            OpenError::AddrNotAvailable => BindError::AddrNotAvailable(addr),
+            OpenError::Other(kind) => BindError::Io { addr, kind },
+        };
+        self.reply(opening.request, Reply::Bind(Err(error)));
+    }
+
+    /// A datagram arrived on a binding's socket.
+    pub fn handle_datagram(
+        &mut self,
+        binding: BindingId,
+        src: SocketAddr,
+        payload: Bytes,
+        now: Instant,
+    ) {
+        let now = self.advance(now);
+        let Some(&key) = self.by_id.get(&binding) else {
+            self.counters.dropped_unbound += 1;
+            return;
+        };
+        let received_at = self.wall.at(now);
+        let b = &mut self.bindings[key];
+        b.counters.received += 1;
+        b.counters.received_bytes += payload.len() as u64;
+        b.counters.pending += 1;
+        let entry = Entry {
+            src,
+            payload,
+            received_at,
+            delivered: false,
+        };
+        let dropped = b
+            .ring
+            .push(entry, self.config.ring_datagrams, self.config.ring_bytes);
+        b.counters.dropped_overflow += dropped;
+        b.counters.pending -= dropped;
+        if b.renew_on_traffic {
+            b.deadline = now + b.lease.as_duration();
+        }
+        for i in 0..b.subscribers.len() {
+            let id = b.subscribers[i];
+            if let Some(s) = self.subscribers.get_mut(&id) {
+                s.last_activity = now;
+                s.pump(id, b, &mut self.actions);
+            }
+        }
+    }
+
+    /// The runtime's outcome for an [`Action::Transmit`]: bytes sent, or why not.
+    pub fn handle_transmitted(
+        &mut self,
+        request: RequestId,
+        outcome: Result<usize, TransmitError>,
+        now: Instant,
+    ) {
+        self.advance(now);
+        let binding = match self.pending.get(&request) {
+            Some(Pending::Transmit(binding)) => *binding,
+            _ => {
+                self.counters.unexpected_outcomes += 1;
+                return;
+            }
+        };
+        self.pending.remove(&request);
+        if let Some(&key) = self.by_id.get(&binding) {
+            let c = &mut self.bindings[key].counters;
+            match outcome {
+                Ok(n) => {
+                    c.sent += 1;
+                    c.sent_bytes += n as u64;
+                }
+                Err(e) => {
+                    c.send_errors += 1;
+                    if e.is_icmp() {
+                        c.icmp_errors += 1;
+                    }
+                }
+            }
+        } else {
+            // Closed while the datagram was in flight: keep the engine totals right.
+            match outcome {
+                Ok(_) => self.retired.sent += 1,
+                Err(_) => self.retired.send_errors += 1,
+            }
+        }
+        self.reply(request, Reply::Send(outcome.map_err(SendError::Transmit)));
+    }
+
+    /// A receive on the binding's socket failed. ICMP errors the kernel surfaces
+    /// (connection refused, unreachable) are counted; the binding stays open.
+    pub fn handle_socket_error(&mut self, binding: BindingId, error: TransmitError, now: Instant) {
+        self.advance(now);
+        if let Some(&key) = self.by_id.get(&binding) {
+            let c = &mut self.bindings[key].counters;
+            if error.is_icmp() {
+                c.icmp_errors += 1;
+            } else {
+                c.recv_errors += 1;
+            }
+        }
+    }
+
+    /// The subscriber's stream is gone (the client disconnected). No `EndStream` follows.
+    pub fn handle_subscriber_gone(&mut self, subscriber: SubscriberId, now: Instant) {
+        self.advance(now);
+        self.remove_subscriber(subscriber);
+    }
+
+    /// The runtime wrote `credit` of the subscriber's events; it may be sent that
+    /// many more. Credit beyond the configured window is ignored.
+    pub fn handle_credit(&mut self, subscriber: SubscriberId, credit: u32, now: Instant) {
+        self.advance(now);
+        let window = self.config.delivery_window;
+        if let Some(s) = self.subscribers.get_mut(&subscriber) {
+            s.credit = s.credit.saturating_add(credit).min(window);
+            let b = &mut self.bindings[s.binding];
+            s.pump(subscriber, b, &mut self.actions);
+        }
+    }
+
+    // ----- getters -------------------------------------------------------------
+
+    /// A live binding's status.
+    pub fn binding(&self, id: &BindingId) -> Option<BindingInfo> {
+        self.by_id.get(id).map(|&key| self.info(&self.bindings[key]))
+    }
+
+    /// Every live binding, oldest first.
+    pub fn bindings(&self) -> Vec<BindingInfo> {
+        let mut all: Vec<&Binding> = self.bindings.iter().map(|(_, b)| b).collect();
+        all.sort_unstable_by_key(|b| b.serial);
+        all.into_iter().map(|b| self.info(b)).collect()
+    }
+
+    /// Number of live bindings.
+    pub fn binding_count(&self) -> usize {
+        self.bindings.len()
+    }
+
+    /// Number of sockets asked for and not reported opened or failed yet.
+    pub fn opening_count(&self) -> usize {
+        self.opening.len()
+    }
+
+    /// Number of live subscribers.
+    pub fn subscriber_count(&self) -> usize {
+        self.subscribers.len()
+    }
+
+    /// Engine-wide counters (sums over live and closed bindings).
+    pub fn counters(&self) -> Counters {
+        let mut c = self.counters;
+        c.received = 0;
+        c.delivered = 0;
+        c.dropped_overflow = 0;
+        c.pending = 0;
+        c.missed = 0;
+        c.sent = 0;
+        c.send_errors = 0;
+        c.add_binding(&BindingCounters {
+            received: self.retired.received,
+            delivered: self.retired.delivered,
+            dropped_overflow: self.retired.dropped_overflow,
+            missed: self.retired.missed,
+            sent: self.retired.sent,
+            send_errors: self.retired.send_errors,
+            ..BindingCounters::default()
+        });
+        c.dropped_closed = self.retired.dropped_closed;
+        for (_, b) in &self.bindings {
+            c.add_binding(&b.counters);
+        }
+        c
+    }
+
+    /// The engine's configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The latest `now` seen (inputs are clamped to never go back).
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// The wall-clock time at `at`, from the anchor.
+    pub fn wall_time(&self, at: Instant) -> SystemTime {
+        self.wall.at(at)
+    }
+
+    /// Whether a shutdown was commanded.
+    pub fn is_shut_down(&self) -> bool {
+        self.shut_down
+    }
+
+    // ----- internals -----------------------------------------------------------
+
+    /// Clamps `now` to be monotonic and fires every timer due by then.
+    fn advance(&mut self, now: Instant) -> Instant {
+        let now = now.max(self.now);
+        self.now = now;
+        while let Some((_, timer)) = self.timers.pop_due(now) {
+            match timer {
+                Timer::Lease(key) => {
+                    let Some(b) = self.bindings.get_mut(key) else {
+                        continue;
+                    };
+                    if b.deadline <= now {
+                        self.close(key, CloseReason::Expired);
+                    } else {
+                        // Traffic moved the deadline; catch the entry up.
+                        b.scheduled = b.deadline;
+                        self.timers.insert(b.deadline, Timer::Lease(key));
+                    }
+                }
+                Timer::Idle(id) => {
+                    let Some(s) = self.subscribers.get_mut(&id) else {
+                        continue;
+                    };
+                    let Some(idle) = s.idle_timeout else {
+                        s.idle_scheduled = None;
+                        continue;
+                    };
+                    let due = s.last_activity + idle;
+                    if due <= now {
+                        s.idle_scheduled = None;
+                        self.remove_subscriber(id);
+                        self.actions.push_back(Action::EndStream {
+                            subscriber: id,
+                            reason: CloseReason::Idle,
+                        });
+                    } else {
+                        s.idle_scheduled = Some(due);
+                        self.timers.insert(due, Timer::Idle(id));
+                    }
+                }
+            }
+        }
+        now
+    }
+
+    fn reply(&mut self, request: RequestId, reply: Reply) {
+        self.actions.push_back(Action::Reply { request, reply });
+    }
+
+    fn bind(&mut self, request: RequestId, params: BindParams) {
+        let result = self.start_bind(request, params);
+        if let Err(e) = result {
+            self.reply(request, Reply::Bind(Err(e)));
+        }
+    }
+
+    fn start_bind(&mut self, request: RequestId, params: BindParams) -> Result<(), BindError> {
+        if self.shut_down {
+            return Err(BindError::ShuttingDown);
+        }
+        if self.pending.contains_key(&request) {
+            return Err(BindError::DuplicateRequest);
+        }
+        let allow_remote = policy::check_bind(&self.config, params.addr, params.allow_remote)?;
+        if self.bindings.len() + self.opening.len() >= self.config.max_bindings {
+            return Err(BindError::TooManyBindings {
+                max: self.config.max_bindings,
+            });
+        }
+        let lease = Lease::requested(
+            params.lease_secs,
+            self.config.default_lease,
+            self.config.max_lease,
+        );
+        let id = loop {
+            // 122 random bits: a collision is astronomically unlikely, but cheap to rule out.
+            let id = BindingId::generate(&mut self.rng);
+            if !self.by_id.contains_key(&id) && !self.opening.contains_key(&id) {
+                break id;
+            }
+        };
+        let addr = params.addr;
+        self.opening.insert(
+            id,
+            Opening {
+                request,
+                params,
+                allow_remote,
+                lease,
+                cancelled: false,
+            },
+        );
+        self.pending.insert(request, Pending::Bind);
+        self.actions.push_back(Action::OpenSocket { binding: id, addr });
+        Ok(())
+    }
+
+    fn send(
+        &mut self,
+        request: RequestId,
+        binding: BindingId,
+        dest: SocketAddr,
+        payload: Bytes,
+        now: Instant,
+    ) {
+        let Some(&key) = self.by_id.get(&binding) else {
+            return self.reply(request, Reply::Send(Err(SendError::NotFound)));
+        };
+        if self.pending.contains_key(&request) {
+            return self.reply(request, Reply::Send(Err(SendError::DuplicateRequest)));
+        }
+        let b = &mut self.bindings[key];
+        if let Err(e) = policy::check_send(&self.config, b.allow_remote, b.local_addr, dest, payload.len())
+        {
+            return self.reply(request, Reply::Send(Err(e)));
+        }
+        if b.renew_on_traffic {
+            b.deadline = now + b.lease.as_duration();
+        }
+        self.pending.insert(request, Pending::Transmit(binding));
+        self.actions.push_back(Action::Transmit {
+            request,
+            binding,
+            dest,
+            payload,
+        });
+    }
+
+    fn heartbeat(
+        &mut self,
+        binding: BindingId,
+        lease_secs: Option<u64>,
+        now: Instant,
+    ) -> Result<Box<BindingInfo>, BindingError> {
+        let &key = self.by_id.get(&binding).ok_or(BindingError::NotFound)?;
+        let b = &mut self.bindings[key];
+        if lease_secs.is_some() {
+            b.lease = Lease::requested(lease_secs, self.config.default_lease, self.config.max_lease);
+        }
+        b.last_heartbeat = now;
+        b.deadline = now + b.lease.as_duration();
+        if b.deadline != b.scheduled {
+            self.timers.remove(b.scheduled, Timer::Lease(key));
+            self.timers.insert(b.deadline, Timer::Lease(key));
+            b.scheduled = b.deadline;
+        }
+        Ok(Box::new(self.info(&self.bindings[key])))
+    }
+
+    fn subscribe(&mut self, request: RequestId, params: SubscribeParams, now: Instant) {
+        let Some(&key) = self.by_id.get(&params.binding) else {
+            return self.reply(request, Reply::Subscribe(Err(SubscribeError::NotFound)));
+        };
+        let max = self.config.max_subscribers_per_binding;
+        let b = &mut self.bindings[key];
+        if b.subscribers.len() >= max {
+            return self.reply(
+                request,
+                Reply::Subscribe(Err(SubscribeError::TooManySubscribers { max })),
+            );
+        }
+        let id = SubscriberId(self.next_subscriber);
+        self.next_subscriber += 1;
+        let idle_timeout = params.idle_timeout.filter(|d| !d.is_zero());
+        let idle_scheduled = idle_timeout.map(|d| now + d);
+        let mut s = Subscriber {
+            binding: key,
+            cursor: Subscriber::start_cursor(b, params.resume_after),
+            credit: self.config.delivery_window,
+            missed: 0,
+            idle_timeout,
+            last_activity: now,
+            idle_scheduled,
+        };
+        b.subscribers.push(id);
+        if let Some(at) = idle_scheduled {
+            self.timers.insert(at, Timer::Idle(id));
+        }
+        self.actions.push_back(Action::Reply {
+            request,
+            reply: Reply::Subscribe(Ok(id)),
+        });
+        s.pump(id, b, &mut self.actions);
+        self.subscribers.insert(id, s);
+    }
+
+    fn remove_subscriber(&mut self, id: SubscriberId) -> Option<Subscriber> {
+        let s = self.subscribers.remove(&id)?;
+        if let Some(at) = s.idle_scheduled {
+            self.timers.remove(at, Timer::Idle(id));
+        }
+        if let Some(b) = self.bindings.get_mut(s.binding) {
+            b.subscribers.retain(|&other| other != id);
+        }
+        Some(s)
+    }
+
+    /// The one close sequence for expiry, unbind and shutdown: end each stream
+    /// with the reason, close the socket, forget the binding.
+    fn close(&mut self, key: usize, reason: CloseReason) {
+        let Some(b) = self.bindings.try_remove(key) else {
+            return;
+        };
+        self.by_id.remove(&b.id);
+        self.timers.remove(b.scheduled, Timer::Lease(key));
+        for &id in &b.subscribers {
+            if let Some(s) = self.subscribers.remove(&id) {
+                if let Some(at) = s.idle_scheduled {
+                    self.timers.remove(at, Timer::Idle(id));
+                }
+            }
+            self.actions.push_back(Action::EndStream {
+                subscriber: id,
+                reason,
+            });
+        }
+        self.actions.push_back(Action::CloseSocket { binding: b.id });
+        let c = &b.counters;
+        self.retired.received += c.received;
+        self.retired.delivered += c.delivered;
+        self.retired.dropped_overflow += c.dropped_overflow;
+        self.retired.dropped_closed += c.pending;
+        self.retired.missed += c.missed;
+        self.retired.sent += c.sent;
+        self.retired.send_errors += c.send_errors;
+        self.counters.bindings_closed += 1;
+        if reason == CloseReason::Expired {
+            self.counters.bindings_expired += 1;
+        }
+    }
+
+    fn shutdown(&mut self) {
+        self.shut_down = true;
+        let mut answered = Vec::new();
+        for opening in self.opening.values_mut() {
+            if !opening.cancelled {
+                opening.cancelled = true;
+                answered.push(opening.request);
+            }
+        }
+        for request in answered {
+            self.reply(request, Reply::Bind(Err(BindError::ShuttingDown)));
+        }
+        let mut live: Vec<(u64, usize)> = self.bindings.iter().map(|(k, b)| (b.serial, k)).collect();
+        live.sort_unstable();
+        for (_, key) in live {
+            self.close(key, CloseReason::Shutdown);
+        }
+    }
+
+    fn info(&self, b: &Binding) -> BindingInfo {
+        BindingInfo {
+            id: b.id,
+            local_addr: b.local_addr,
+            created_at: self.wall.at(b.created_at),
+            last_heartbeat: self.wall.at(b.last_heartbeat),
+            lease: b.lease,
+            expires_at: self.wall.at(b.deadline),
+            allow_remote: b.allow_remote,
+            renew_on_traffic: b.renew_on_traffic,
+            subscribers: b.subscribers.len(),
+            counters: b.counters,
+        }
+    }
+}

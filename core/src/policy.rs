@@ -1,0 +1,331 @@
+//! Address policy: which addresses a binding may use and which destinations it may reach.
+//!
+//! Pure checks over the [`Config`]; nothing here touches the network, so every
+//! refusal (including ones for non-loopback addresses) is tested without sending.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::str::FromStr;
+
+use crate::config::Config;
+use crate::error::{BindError, SendError};
+
+/// Largest UDP payload over IPv4: 65,535 − 20 (IP header) − 8 (UDP header).
+pub const MAX_PAYLOAD_V4: usize = 65_507;
+/// Largest UDP payload over IPv6 without jumbograms: 65,535 − 8 (UDP header).
+pub const MAX_PAYLOAD_V6: usize = 65_527;
+
+/// An IP network in CIDR form, such as `10.0.0.0/8` or `fd00::/8`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Network {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+/// A string that is not a network in CIDR form.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a network in CIDR form (expected e.g. 10.0.0.0/8 or fd00::/8): {0}")]
+pub struct ParseNetworkError(String);
+
+impl Network {
+    /// A network from an address and a prefix length, `None` if the prefix is too long.
+    pub fn new(addr: IpAddr, prefix: u8) -> Option<Self> {
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        (prefix <= max).then_some(Network {
+            addr: addr.to_canonical(),
+            prefix,
+        })
+    }
+
+    /// Whether `ip` lies in this network.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                prefix_match(u128::from(net.to_bits()), u128::from(ip.to_bits()), self.prefix, 32)
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                prefix_match(net.to_bits(), ip.to_bits(), self.prefix, 128)
+            }
+            _ => false,
+        }
+    }
+}
+
+fn prefix_match(net: u128, ip: u128, prefix: u8, width: u32) -> bool {
+    let host_bits = width - u32::from(prefix);
+    if host_bits >= width {
+        return true;
+    }
+    (net >> host_bits) == (ip >> host_bits)
+}
+
+impl FromStr for Network {
+    type Err = ParseNetworkError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || ParseNetworkError(s.to_owned());
+        let (addr, prefix) = match s.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr.parse().map_err(|_| err())?;
+        let prefix = match prefix {
+            Some(p) if !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()) => {
+                p.parse::<u8>().map_err(|_| err())?
+            }
+            Some(_) => return Err(err()),
+            None if addr.is_ipv4() => 32,
+            None => 128,
+        };
+        Network::new(addr, prefix).ok_or_else(err)
+    }
+}
+
+impl fmt::Display for Network {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+fn is_loopback(ip: IpAddr) -> bool {
+    ip.to_canonical().is_loopback()
+}
+
+/// Checks a bind request. Returns whether the binding may reach remote addresses.
+pub(crate) fn check_bind(
+    config: &Config,
+    addr: SocketAddr,
+    allow_remote: bool,
+) -> Result<bool, BindError> {
+    let ip = addr.ip().to_canonical();
+    if ip.is_multicast() || ip == IpAddr::V4(Ipv4Addr::BROADCAST) {
+        return Err(BindError::NotUnicast(addr.ip()));
+    }
+    if allow_remote && !config.allow_remote {
+        return Err(BindError::RemoteDisabled);
+    }
+    // The unspecified address listens on every interface: remote by definition.
+    if !allow_remote && !is_loopback(ip) {
+        return Err(BindError::RemoteBindNotRequested(addr.ip()));
+    }
+    if let Some(range) = &config.port_range {
+        // Port 0 asks the OS for an ephemeral port, which may fall outside the range.
+        if !range.contains(&addr.port()) {
+            return Err(BindError::PortNotAllowed {
+                port: addr.port(),
+                min: *range.start(),
+                max: *range.end(),
+            });
+        }
+    }
+    Ok(allow_remote)
+}
+
+/// Checks a send: destination rules, address family and payload size.
+pub(crate) fn check_send(
+    config: &Config,
+    allow_remote: bool,
+    local: SocketAddr,
+    dest: SocketAddr,
+    payload_len: usize,
+) -> Result<(), SendError> {
+    let ip = dest.ip().to_canonical();
+    if ip.is_unspecified() {
+        return Err(SendError::UnspecifiedDestination(dest));
+    }
+    if ip.is_multicast() {
+        return Err(SendError::MulticastDestination(dest));
+    }
+    if ip == IpAddr::V4(Ipv4Addr::BROADCAST) {
+        return Err(SendError::BroadcastDestination(dest));
+    }
+    if dest.port() == 0 {
+        return Err(SendError::ZeroPort(dest));
+    }
+    if !allow_remote && !is_loopback(ip) {
+        return Err(SendError::RemoteNotAllowed(dest));
+    }
+    if config.dest_deny.iter().any(|n| n.contains(ip))
+        || (!config.dest_allow.is_empty() && !config.dest_allow.iter().any(|n| n.contains(ip)))
+    {
+        return Err(SendError::Denied(dest));
+    }
+    // An IPv4 socket cannot reach an IPv6 address; an IPv6 socket reaches IPv4
+    // only through mapped addresses, which the caller must spell as such.
+    let family_ok = match (local.ip(), dest.ip()) {
+        (IpAddr::V4(_), IpAddr::V4(_)) | (IpAddr::V6(_), IpAddr::V6(_)) => true,
+        _ => false,
+    };
+    if !family_ok {
+        return Err(SendError::FamilyMismatch { dest, local });
+    }
+    let max = match dest.ip() {
+        IpAddr::V4(_) => MAX_PAYLOAD_V4,
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() => MAX_PAYLOAD_V4,
+        IpAddr::V6(_) => MAX_PAYLOAD_V6,
+    }
+    .min(config.max_payload);
+    if payload_len > max {
+        return Err(SendError::PayloadTooLarge {
+            len: payload_len,
+            max,
+        });
+    }
+    Ok(())
+}
+
+/// The loopback address of the same family as `ip`.
+pub fn loopback_like(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn local4() -> SocketAddr {
+        sa("127.0.0.1:5000")
+    }
+
+    #[test]
+    fn loopback_bind_is_allowed_by_default() {
+        assert_eq!(check_bind(&Config::default(), sa("127.0.0.1:0"), false), Ok(false));
+        assert_eq!(check_bind(&Config::default(), sa("[::1]:0"), false), Ok(false));
+    }
+
+    #[test]
+    fn remote_bind_needs_the_binding_and_the_server_to_allow_it() {
+        let cfg = Config::default();
+        assert_eq!(
+            check_bind(&cfg, sa("0.0.0.0:0"), false),
+            Err(BindError::RemoteBindNotRequested(sa("0.0.0.0:0").ip()))
+        );
+        assert_eq!(check_bind(&cfg, sa("0.0.0.0:0"), true), Err(BindError::RemoteDisabled));
+        let cfg = Config {
+            allow_remote: true,
+            ..Config::default()
+        };
+        assert_eq!(check_bind(&cfg, sa("0.0.0.0:0"), true), Ok(true));
+        assert_eq!(
+            check_bind(&cfg, sa("10.1.2.3:0"), false),
+            Err(BindError::RemoteBindNotRequested(sa("10.1.2.3:0").ip()))
+        );
+    }
+
+    #[test]
+    fn multicast_and_broadcast_are_never_bound() {
+        let cfg = Config {
+            allow_remote: true,
+            ..Config::default()
+        };
+        assert!(matches!(check_bind(&cfg, sa("224.0.0.1:0"), true), Err(BindError::NotUnicast(_))));
+        assert!(matches!(
+            check_bind(&cfg, sa("255.255.255.255:0"), true),
+            Err(BindError::NotUnicast(_))
+        ));
+    }
+
+    #[test]
+    fn port_outside_the_range_is_refused() {
+        let cfg = Config {
+            port_range: Some(40_000..=40_010),
+            ..Config::default()
+        };
+        assert_eq!(check_bind(&cfg, sa("127.0.0.1:40005"), false), Ok(false));
+        assert_eq!(
+            check_bind(&cfg, sa("127.0.0.1:0"), false),
+            Err(BindError::PortNotAllowed { port: 0, min: 40_000, max: 40_010 })
+        );
+    }
+
+    #[test]
+    fn forbidden_destinations_are_refused_even_with_allow_remote() {
+        let cfg = Config::default();
+        for (dest, want) in [
+            ("0.0.0.0:9", SendError::UnspecifiedDestination(sa("0.0.0.0:9"))),
+            ("224.0.0.251:5353", SendError::MulticastDestination(sa("224.0.0.251:5353"))),
+            ("255.255.255.255:9", SendError::BroadcastDestination(sa("255.255.255.255:9"))),
+            ("127.0.0.1:0", SendError::ZeroPort(sa("127.0.0.1:0"))),
+        ] {
+            assert_eq!(check_send(&cfg, true, local4(), sa(dest), 1), Err(want), "{dest}");
+        }
+        let local6 = sa("[::]:5000");
+        assert_eq!(
+            check_send(&cfg, true, local6, sa("[::ffff:224.0.0.1]:9"), 1),
+            Err(SendError::MulticastDestination(sa("[::ffff:224.0.0.1]:9")))
+        );
+        assert_eq!(
+            check_send(&cfg, true, local6, sa("[ff02::1]:9"), 1),
+            Err(SendError::MulticastDestination(sa("[ff02::1]:9")))
+        );
+    }
+
+    #[test]
+    fn non_loopback_destination_needs_allow_remote() {
+        let cfg = Config::default();
+        let dest = sa("192.0.2.1:9");
+        assert_eq!(check_send(&cfg, false, local4(), dest, 1), Err(SendError::RemoteNotAllowed(dest)));
+        assert_eq!(check_send(&cfg, true, local4(), dest, 1), Ok(()));
+        // A mapped loopback address is loopback.
+        assert_eq!(check_send(&cfg, false, sa("[::1]:5"), sa("[::ffff:127.0.0.1]:9"), 1), Ok(()));
+    }
+
+    #[test]
+    fn allow_and_deny_lists_apply() {
+        let cfg = Config {
+            dest_allow: vec!["192.0.2.0/24".parse().unwrap()],
+            dest_deny: vec!["192.0.2.7".parse().unwrap()],
+            ..Config::default()
+        };
+        assert_eq!(check_send(&cfg, true, local4(), sa("192.0.2.1:9"), 1), Ok(()));
+        assert_eq!(
+            check_send(&cfg, true, local4(), sa("192.0.2.7:9"), 1),
+            Err(SendError::Denied(sa("192.0.2.7:9")))
+        );
+        assert_eq!(
+            check_send(&cfg, true, local4(), sa("198.51.100.1:9"), 1),
+            Err(SendError::Denied(sa("198.51.100.1:9")))
+        );
+    }
+
+    #[test]
+    fn payload_limits_follow_the_address_family() {
+        let cfg = Config::default();
+        assert_eq!(check_send(&cfg, false, local4(), sa("127.0.0.1:9"), MAX_PAYLOAD_V4), Ok(()));
+        assert_eq!(
+            check_send(&cfg, false, local4(), sa("127.0.0.1:9"), MAX_PAYLOAD_V4 + 1),
+            Err(SendError::PayloadTooLarge { len: MAX_PAYLOAD_V4 + 1, max: MAX_PAYLOAD_V4 })
+        );
+        let local6 = sa("[::1]:5000");
+        assert_eq!(check_send(&cfg, false, local6, sa("[::1]:9"), MAX_PAYLOAD_V6), Ok(()));
+        assert!(check_send(&cfg, false, local6, sa("[::1]:9"), MAX_PAYLOAD_V6 + 1).is_err());
+    }
+
+    #[test]
+    fn family_mismatch_is_refused() {
+        let cfg = Config::default();
+        assert!(matches!(
+            check_send(&cfg, false, local4(), sa("[::1]:9"), 1),
+            Err(SendError::FamilyMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn networks_parse_and_match() {
+        let n: Network = "10.0.0.0/8".parse().unwrap();
+        assert!(n.contains("10.200.0.1".parse().unwrap()));
+        assert!(!n.contains("11.0.0.1".parse().unwrap()));
+        assert!("0.0.0.0/0".parse::<Network>().unwrap().contains("8.8.8.8".parse().unwrap()));
+        assert!("fd00::/8".parse::<Network>().unwrap().contains("fd12::1".parse().unwrap()));
+        for bad in ["10.0.0.0/33", "10.0.0.0/", "x/8", "::/129", "10.0.0.0/+8"] {
+            assert!(bad.parse::<Network>().is_err(), "{bad}");
+        }
+    }
+}

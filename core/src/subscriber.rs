@@ -1,0 +1,93 @@
+//! A subscriber: a cursor into its binding's replay ring, paced by credit.
+//!
+//! Replay, live delivery and lag are one mechanism: the subscriber's cursor is the
+//! next sequence number it should get. While it has credit and the ring holds that
+//! datagram, it gets it. If the ring has already let go of it, the subscriber
+//! missed it, and its next event is a `lagged` notice with the count.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use crate::action::{Action, Datagram, Event};
+use crate::binding::Binding;
+use crate::id::{Seq, SubscriberId};
+
+#[derive(Debug)]
+pub(crate) struct Subscriber {
+    /// Slab key of the binding.
+    pub(crate) binding: usize,
+    /// Next sequence number to deliver.
+    pub(crate) cursor: u64,
+    /// Events it may still be sent before the runtime returns credit.
+    pub(crate) credit: u32,
+    /// Datagrams missed and not yet reported.
+    pub(crate) missed: u64,
+    pub(crate) idle_timeout: Option<Duration>,
+    /// Last datagram arrival or delivery, for the idle timeout.
+    pub(crate) last_activity: Instant,
+    /// The idle entry in the engine's timer set, if any.
+    pub(crate) idle_scheduled: Option<Instant>,
+}
+
+impl Subscriber {
+    /// Where a new subscriber starts: after `resume_after` if given (never past
+    /// the next datagram), else at the oldest datagram nobody has got yet.
+    pub(crate) fn start_cursor(binding: &Binding, resume_after: Option<Seq>) -> u64 {
+        match resume_after {
+            Some(Seq(after)) => after.saturating_add(1).min(binding.ring.next_seq()),
+            None => binding.ring.first_undelivered(),
+        }
+    }
+
+    /// Delivers what the ring holds for this subscriber, while credit lasts.
+    pub(crate) fn pump(
+        &mut self,
+        id: SubscriberId,
+        binding: &mut Binding,
+        out: &mut VecDeque<Action>,
+    ) {
+        while self.credit > 0 {
+            let first = binding.ring.first_seq();
+            if self.cursor < first {
+                let gap = first - self.cursor;
+                self.missed += gap;
+                binding.counters.missed += gap;
+                self.cursor = first;
+            }
+            if self.missed > 0 {
+                out.push_back(Action::Deliver {
+                    subscriber: id,
+                    event: Event::Lagged {
+                        missed: self.missed,
+                    },
+                });
+                self.missed = 0;
+                self.credit -= 1;
+                continue;
+            }
+            let seq = self.cursor;
+            let binding_id = binding.id;
+            let Some(entry) = binding.ring.get_mut(seq) else {
+                break; // caught up
+            };
+            if !entry.delivered {
+                entry.delivered = true;
+                binding.counters.delivered += 1;
+                binding.counters.pending -= 1;
+            }
+            out.push_back(Action::Deliver {
+                subscriber: id,
+                event: Event::Datagram(Datagram {
+                    binding: binding_id,
+                    seq: Seq(seq),
+                    src: entry.src,
+                    payload: entry.payload.clone(),
+                    received_at: entry.received_at,
+                }),
+            });
+            binding.counters.deliveries += 1;
+            self.cursor += 1;
+            self.credit -= 1;
+        }
+    }
+}
