@@ -7,9 +7,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 
 use crate::binding::BindingInfo;
-use crate::error::{
-    BindError, BindingError, SendError, SubscribeError, UnsubscribeError,
-};
+use crate::error::{BindError, BindingError, SendError, SubscribeError, UnsubscribeError};
 use crate::id::{BindingId, RequestId, Seq, SubscriberId};
 
 /// One thing for the runtime to do, drained with [`crate::Engine::poll_action`]

@@ -225,12 +225,10 @@ pub fn parse_recv_query(query: Option<&str>) -> Result<RecvQuery, RequestError> 
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         if name == "idle_for" {
-            let secs: u64 = value
-                .parse()
-                .map_err(|_| RequestError::InvalidParameter {
-                    name: "idle_for",
-                    reason: format!("{value:?} is not a whole number of seconds"),
-                })?;
+            let secs: u64 = value.parse().map_err(|_| RequestError::InvalidParameter {
+                name: "idle_for",
+                reason: format!("{value:?} is not a whole number of seconds"),
+            })?;
             out.idle_for = (secs > 0).then(|| Duration::from_secs(secs));
         }
     }
@@ -408,7 +406,10 @@ pub fn encode_event(out: &mut Vec<u8>, event: &Event) {
     match event {
         Event::Datagram(d) => encode_datagram(out, d),
         Event::Lagged { missed } => {
-            let _ = write!(Utf8(out), "event: lagged\ndata: {{\"missed\":{missed}}}\n\n");
+            let _ = write!(
+                Utf8(out),
+                "event: lagged\ndata: {{\"missed\":{missed}}}\n\n"
+            );
         }
     }
 }
@@ -479,14 +480,26 @@ mod tests {
         assert_eq!(p.addr, "[::1]:5000".parse().unwrap());
         assert_eq!(p.lease_secs, Some(30));
         assert!(p.allow_remote);
-        assert_eq!(decode_bind(br#"{"addr":"[::1]"}"#).unwrap().addr, "[::1]:0".parse().unwrap());
+        assert_eq!(
+            decode_bind(br#"{"addr":"[::1]"}"#).unwrap().addr,
+            "[::1]:0".parse().unwrap()
+        );
     }
 
     #[test]
     fn bad_bind_bodies_are_distinct_errors() {
-        assert!(matches!(decode_bind(b"{"), Err(RequestError::InvalidJson(_))));
-        assert!(matches!(decode_bind(br#"{"port":70000}"#), Err(RequestError::InvalidJson(_))));
-        assert!(matches!(decode_bind(br#"{"port":"x"}"#), Err(RequestError::InvalidJson(_))));
+        assert!(matches!(
+            decode_bind(b"{"),
+            Err(RequestError::InvalidJson(_))
+        ));
+        assert!(matches!(
+            decode_bind(br#"{"port":70000}"#),
+            Err(RequestError::InvalidJson(_))
+        ));
+        assert!(matches!(
+            decode_bind(br#"{"port":"x"}"#),
+            Err(RequestError::InvalidJson(_))
+        ));
         assert_eq!(
             decode_bind(br#"{"addr":"localhost"}"#),
             Err(RequestError::InvalidAddress("localhost".into()))
@@ -508,7 +521,10 @@ mod tests {
             decode_send(br#"{"dest":"127.0.0.1","payload":""}"#),
             Err(RequestError::InvalidAddress(_))
         ));
-        assert!(matches!(decode_send(br#"{"dest":"127.0.0.1:9"}"#), Err(RequestError::InvalidJson(_))));
+        assert!(matches!(
+            decode_send(br#"{"dest":"127.0.0.1:9"}"#),
+            Err(RequestError::InvalidJson(_))
+        ));
     }
 
     #[test]
@@ -619,7 +635,10 @@ mod tests {
 
     #[test]
     fn timestamps_outside_the_formatter_range_are_clamped() {
-        assert_eq!(timestamp(UNIX_EPOCH - Duration::from_secs(5)), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(
+            timestamp(UNIX_EPOCH - Duration::from_secs(5)),
+            "1970-01-01T00:00:00.000000Z"
+        );
         assert!(timestamp(UNIX_EPOCH + Duration::from_secs(u64::MAX / 4)).starts_with("9999-12-31"));
     }
 }

@@ -122,9 +122,7 @@ impl Ring {
         self.bytes += entry.payload.len();
         self.entries.push_back(entry);
         let mut dropped = 0;
-        while self.entries.len() > 1
-            && (self.entries.len() > max_count || self.bytes > max_bytes)
-        {
+        while self.entries.len() > 1 && (self.entries.len() > max_count || self.bytes > max_bytes) {
             if let Some(old) = self.entries.pop_front() {
                 self.bytes -= old.payload.len();
                 self.first += 1;

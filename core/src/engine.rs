@@ -15,8 +15,7 @@ use crate::command::{BindParams, Command, SubscribeParams};
 use crate::config::{Config, ConfigError};
 use crate::deadline::Deadlines;
 use crate::error::{
-    BindError, BindingError, OpenError, SendError, SubscribeError, TransmitError,
-    UnsubscribeError,
+    BindError, BindingError, OpenError, SendError, SubscribeError, TransmitError, UnsubscribeError,
 };
 use crate::id::{BindingId, IdMap, RequestId, SubscriberId};
 use crate::lease::Lease;
@@ -230,7 +229,12 @@ impl Engine {
 
     /// The runtime opened the socket asked for by [`Action::OpenSocket`]; the
     /// lease starts now.
-    pub fn handle_socket_opened(&mut self, binding: BindingId, local_addr: SocketAddr, now: Instant) {
+    pub fn handle_socket_opened(
+        &mut self,
+        binding: BindingId,
+        local_addr: SocketAddr,
+        now: Instant,
+    ) {
         let now = self.advance(now);
         let Some(opening) = self.opening.remove(&binding) else {
             self.counters.unexpected_outcomes += 1;
@@ -402,7 +406,9 @@ impl Engine {
 
     /// A live binding's status.
     pub fn binding(&self, id: &BindingId) -> Option<BindingInfo> {
-        self.by_id.get(id).map(|&key| self.info(&self.bindings[key]))
+        self.by_id
+            .get(id)
+            .map(|&key| self.info(&self.bindings[key]))
     }
 
     /// Every live binding, oldest first.
@@ -567,7 +573,8 @@ impl Engine {
             },
         );
         self.pending.insert(request, Pending::Bind);
-        self.actions.push_back(Action::OpenSocket { binding: id, addr });
+        self.actions
+            .push_back(Action::OpenSocket { binding: id, addr });
         Ok(())
     }
 
@@ -586,8 +593,13 @@ impl Engine {
             return self.reply(request, Reply::Send(Err(SendError::DuplicateRequest)));
         }
         let b = &mut self.bindings[key];
-        if let Err(e) = policy::check_send(&self.config, b.allow_remote, b.local_addr, dest, payload.len())
-        {
+        if let Err(e) = policy::check_send(
+            &self.config,
+            b.allow_remote,
+            b.local_addr,
+            dest,
+            payload.len(),
+        ) {
             return self.reply(request, Reply::Send(Err(e)));
         }
         if b.renew_on_traffic {
@@ -611,7 +623,8 @@ impl Engine {
         let &key = self.by_id.get(&binding).ok_or(BindingError::NotFound)?;
         let b = &mut self.bindings[key];
         if lease_secs.is_some() {
-            b.lease = Lease::requested(lease_secs, self.config.default_lease, self.config.max_lease);
+            b.lease =
+                Lease::requested(lease_secs, self.config.default_lease, self.config.max_lease);
         }
         b.last_heartbeat = now;
         b.deadline = now + b.lease.as_duration();
@@ -690,7 +703,8 @@ impl Engine {
                 reason,
             });
         }
-        self.actions.push_back(Action::CloseSocket { binding: b.id });
+        self.actions
+            .push_back(Action::CloseSocket { binding: b.id });
         let c = &b.counters;
         self.retired.received += c.received;
         self.retired.delivered += c.delivered;
@@ -717,7 +731,8 @@ impl Engine {
         for request in answered {
             self.reply(request, Reply::Bind(Err(BindError::ShuttingDown)));
         }
-        let mut live: Vec<(u64, usize)> = self.bindings.iter().map(|(k, b)| (b.serial, k)).collect();
+        let mut live: Vec<(u64, usize)> =
+            self.bindings.iter().map(|(k, b)| (b.serial, k)).collect();
         live.sort_unstable();
         for (_, key) in live {
             self.close(key, CloseReason::Shutdown);

@@ -432,7 +432,11 @@ mod tests {
         for code in ErrorCode::ALL {
             let (name, status) = code.wire();
             assert!(seen.insert(name), "{name} twice");
-            assert!(name.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_'), "{name}");
+            assert!(
+                name.bytes()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_'),
+                "{name}"
+            );
             assert!((400..600).contains(&status));
         }
     }
@@ -444,10 +448,19 @@ mod tests {
             SendError::UnspecifiedDestination(addr).code(),
             SendError::MulticastDestination(addr).code(),
             SendError::ZeroPort(addr).code(),
-            SendError::PayloadTooLarge { len: 70_000, max: 65_507 }.code(),
+            SendError::PayloadTooLarge {
+                len: 70_000,
+                max: 65_507,
+            }
+            .code(),
             SendError::RemoteNotAllowed(addr).code(),
             BindError::NotUnicast(addr.ip()).code(),
-            BindError::PortNotAllowed { port: 1, min: 2, max: 3 }.code(),
+            BindError::PortNotAllowed {
+                port: 1,
+                min: 2,
+                max: 3,
+            }
+            .code(),
             BindError::RemoteBindNotRequested(addr.ip()).code(),
         ];
         for code in bad_input {

@@ -17,7 +17,9 @@ pub struct BindingId([u8; 16]);
 
 /// A string that is not a binding id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("not a binding id (expected a version-4 UUID such as 1b4e28ba-2fa1-41d2-883f-0016d3cca427)")]
+#[error(
+    "not a binding id (expected a version-4 UUID such as 1b4e28ba-2fa1-41d2-883f-0016d3cca427)"
+)]
 pub struct ParseBindingIdError;
 
 impl BindingId {
@@ -193,8 +195,7 @@ impl std::hash::Hasher for IdHasher {
 }
 
 /// A hash map keyed by an id.
-pub(crate) type IdMap<K, V> =
-    hashbrown::HashMap<K, V, std::hash::BuildHasherDefault<IdHasher>>;
+pub(crate) type IdMap<K, V> = hashbrown::HashMap<K, V, std::hash::BuildHasherDefault<IdHasher>>;
 
 #[cfg(test)]
 mod tests {
@@ -229,7 +230,11 @@ mod tests {
             "1b4e28ba-2fa1-41d2-883f-0016d3cca4é",
             "../../etc/passwd-xxxxxxxxxxxxxxxxxxx",
         ] {
-            assert_eq!(bad.parse::<BindingId>(), Err(ParseBindingIdError), "{bad:?}");
+            assert_eq!(
+                bad.parse::<BindingId>(),
+                Err(ParseBindingIdError),
+                "{bad:?}"
+            );
         }
     }
 

@@ -40,9 +40,12 @@ impl Network {
     /// Whether `ip` lies in this network.
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip.to_canonical()) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                prefix_match(u128::from(net.to_bits()), u128::from(ip.to_bits()), self.prefix, 32)
-            }
+            (IpAddr::V4(net), IpAddr::V4(ip)) => prefix_match(
+                u128::from(net.to_bits()),
+                u128::from(ip.to_bits()),
+                self.prefix,
+                32,
+            ),
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
                 prefix_match(net.to_bits(), ip.to_bits(), self.prefix, 128)
             }
@@ -152,11 +155,7 @@ pub(crate) fn check_send(
     }
     // An IPv4 socket cannot reach an IPv6 address; an IPv6 socket reaches IPv4
     // only through mapped addresses, which the caller must spell as such.
-    let family_ok = match (local.ip(), dest.ip()) {
-        (IpAddr::V4(_), IpAddr::V4(_)) | (IpAddr::V6(_), IpAddr::V6(_)) => true,
-        _ => false,
-    };
-    if !family_ok {
+    if local.is_ipv4() != dest.is_ipv4() {
         return Err(SendError::FamilyMismatch { dest, local });
     }
     let max = match dest.ip() {
@@ -196,8 +195,14 @@ mod tests {
 
     #[test]
     fn loopback_bind_is_allowed_by_default() {
-        assert_eq!(check_bind(&Config::default(), sa("127.0.0.1:0"), false), Ok(false));
-        assert_eq!(check_bind(&Config::default(), sa("[::1]:0"), false), Ok(false));
+        assert_eq!(
+            check_bind(&Config::default(), sa("127.0.0.1:0"), false),
+            Ok(false)
+        );
+        assert_eq!(
+            check_bind(&Config::default(), sa("[::1]:0"), false),
+            Ok(false)
+        );
     }
 
     #[test]
@@ -207,7 +212,10 @@ mod tests {
             check_bind(&cfg, sa("0.0.0.0:0"), false),
             Err(BindError::RemoteBindNotRequested(sa("0.0.0.0:0").ip()))
         );
-        assert_eq!(check_bind(&cfg, sa("0.0.0.0:0"), true), Err(BindError::RemoteDisabled));
+        assert_eq!(
+            check_bind(&cfg, sa("0.0.0.0:0"), true),
+            Err(BindError::RemoteDisabled)
+        );
         let cfg = Config {
             allow_remote: true,
             ..Config::default()
@@ -225,7 +233,10 @@ mod tests {
             allow_remote: true,
             ..Config::default()
         };
-        assert!(matches!(check_bind(&cfg, sa("224.0.0.1:0"), true), Err(BindError::NotUnicast(_))));
+        assert!(matches!(
+            check_bind(&cfg, sa("224.0.0.1:0"), true),
+            Err(BindError::NotUnicast(_))
+        ));
         assert!(matches!(
             check_bind(&cfg, sa("255.255.255.255:0"), true),
             Err(BindError::NotUnicast(_))
@@ -241,7 +252,11 @@ mod tests {
         assert_eq!(check_bind(&cfg, sa("127.0.0.1:40005"), false), Ok(false));
         assert_eq!(
             check_bind(&cfg, sa("127.0.0.1:0"), false),
-            Err(BindError::PortNotAllowed { port: 0, min: 40_000, max: 40_010 })
+            Err(BindError::PortNotAllowed {
+                port: 0,
+                min: 40_000,
+                max: 40_010
+            })
         );
     }
 
@@ -249,12 +264,25 @@ mod tests {
     fn forbidden_destinations_are_refused_even_with_allow_remote() {
         let cfg = Config::default();
         for (dest, want) in [
-            ("0.0.0.0:9", SendError::UnspecifiedDestination(sa("0.0.0.0:9"))),
-            ("224.0.0.251:5353", SendError::MulticastDestination(sa("224.0.0.251:5353"))),
-            ("255.255.255.255:9", SendError::BroadcastDestination(sa("255.255.255.255:9"))),
+            (
+                "0.0.0.0:9",
+                SendError::UnspecifiedDestination(sa("0.0.0.0:9")),
+            ),
+            (
+                "224.0.0.251:5353",
+                SendError::MulticastDestination(sa("224.0.0.251:5353")),
+            ),
+            (
+                "255.255.255.255:9",
+                SendError::BroadcastDestination(sa("255.255.255.255:9")),
+            ),
             ("127.0.0.1:0", SendError::ZeroPort(sa("127.0.0.1:0"))),
         ] {
-            assert_eq!(check_send(&cfg, true, local4(), sa(dest), 1), Err(want), "{dest}");
+            assert_eq!(
+                check_send(&cfg, true, local4(), sa(dest), 1),
+                Err(want),
+                "{dest}"
+            );
         }
         let local6 = sa("[::]:5000");
         assert_eq!(
@@ -271,10 +299,16 @@ mod tests {
     fn non_loopback_destination_needs_allow_remote() {
         let cfg = Config::default();
         let dest = sa("192.0.2.1:9");
-        assert_eq!(check_send(&cfg, false, local4(), dest, 1), Err(SendError::RemoteNotAllowed(dest)));
+        assert_eq!(
+            check_send(&cfg, false, local4(), dest, 1),
+            Err(SendError::RemoteNotAllowed(dest))
+        );
         assert_eq!(check_send(&cfg, true, local4(), dest, 1), Ok(()));
         // A mapped loopback address is loopback.
-        assert_eq!(check_send(&cfg, false, sa("[::1]:5"), sa("[::ffff:127.0.0.1]:9"), 1), Ok(()));
+        assert_eq!(
+            check_send(&cfg, false, sa("[::1]:5"), sa("[::ffff:127.0.0.1]:9"), 1),
+            Ok(())
+        );
     }
 
     #[test]
@@ -284,7 +318,10 @@ mod tests {
             dest_deny: vec!["192.0.2.7".parse().unwrap()],
             ..Config::default()
         };
-        assert_eq!(check_send(&cfg, true, local4(), sa("192.0.2.1:9"), 1), Ok(()));
+        assert_eq!(
+            check_send(&cfg, true, local4(), sa("192.0.2.1:9"), 1),
+            Ok(())
+        );
         assert_eq!(
             check_send(&cfg, true, local4(), sa("192.0.2.7:9"), 1),
             Err(SendError::Denied(sa("192.0.2.7:9")))
@@ -298,13 +335,22 @@ mod tests {
     #[test]
     fn payload_limits_follow_the_address_family() {
         let cfg = Config::default();
-        assert_eq!(check_send(&cfg, false, local4(), sa("127.0.0.1:9"), MAX_PAYLOAD_V4), Ok(()));
+        assert_eq!(
+            check_send(&cfg, false, local4(), sa("127.0.0.1:9"), MAX_PAYLOAD_V4),
+            Ok(())
+        );
         assert_eq!(
             check_send(&cfg, false, local4(), sa("127.0.0.1:9"), MAX_PAYLOAD_V4 + 1),
-            Err(SendError::PayloadTooLarge { len: MAX_PAYLOAD_V4 + 1, max: MAX_PAYLOAD_V4 })
+            Err(SendError::PayloadTooLarge {
+                len: MAX_PAYLOAD_V4 + 1,
+                max: MAX_PAYLOAD_V4
+            })
         );
         let local6 = sa("[::1]:5000");
-        assert_eq!(check_send(&cfg, false, local6, sa("[::1]:9"), MAX_PAYLOAD_V6), Ok(()));
+        assert_eq!(
+            check_send(&cfg, false, local6, sa("[::1]:9"), MAX_PAYLOAD_V6),
+            Ok(())
+        );
         assert!(check_send(&cfg, false, local6, sa("[::1]:9"), MAX_PAYLOAD_V6 + 1).is_err());
     }
 
@@ -322,8 +368,14 @@ mod tests {
         let n: Network = "10.0.0.0/8".parse().unwrap();
         assert!(n.contains("10.200.0.1".parse().unwrap()));
         assert!(!n.contains("11.0.0.1".parse().unwrap()));
-        assert!("0.0.0.0/0".parse::<Network>().unwrap().contains("8.8.8.8".parse().unwrap()));
-        assert!("fd00::/8".parse::<Network>().unwrap().contains("fd12::1".parse().unwrap()));
+        assert!("0.0.0.0/0"
+            .parse::<Network>()
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap()));
+        assert!("fd00::/8"
+            .parse::<Network>()
+            .unwrap()
+            .contains("fd12::1".parse().unwrap()));
         for bad in ["10.0.0.0/33", "10.0.0.0/", "x/8", "::/129", "10.0.0.0/+8"] {
             assert!(bad.parse::<Network>().is_err(), "{bad}");
         }

@@ -46,7 +46,10 @@ mod tests {
         let i = Instant::now();
         let s = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         let w = WallClock::new(i, s);
-        assert_eq!(w.at(i + Duration::from_millis(1500)), s + Duration::from_millis(1500));
+        assert_eq!(
+            w.at(i + Duration::from_millis(1500)),
+            s + Duration::from_millis(1500)
+        );
         assert_eq!(w.at(i), s);
     }
 }
