@@ -8,7 +8,7 @@
 //! threads. [`Engine`] takes inputs (`handle_*`, each with an explicit `now`)
 //! and emits [`Action`]s for a runtime to carry out; the runtime reports the
 //! outcomes back as inputs. Same seed, same inputs, same `now`s: same actions,
-//! which is what makes the engine testable in simulation ([`sim`], behind the
+//! which is what makes the engine testable in simulation (the `sim` module, behind the
 //! `sim` feature) and fuzzable. [`api`] is the HTTP API's codec.
 //!
 //! # A complete run loop over std sockets
