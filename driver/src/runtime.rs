@@ -1,0 +1,97 @@
+//! What the driver needs from an async runtime, and nothing more.
+//!
+//! Modelled on quinn's `Runtime`/`AsyncUdpSocket`/`AsyncTimer`: every trait is
+//! object safe, so the driver is compiled once and runs on any runtime that
+//! implements these few methods (tokio in `porthole-tokio`, smol/async-io in
+//! `porthole-smol`). Sockets are created with `std::net` by the driver and only
+//! handed to the runtime to be registered with its reactor.
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::io;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+/// A boxed future the runtime runs to completion on its own.
+pub type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// An async runtime: spawns tasks, keeps time, and turns bound std sockets into
+/// async ones.
+pub trait Runtime: Send + Sync + Debug + 'static {
+    /// Runs `future` in the background until it completes. The driver never
+    /// joins a task; it talks to its tasks over channels.
+    fn spawn(&self, future: BoxFuture);
+
+    /// A timer that fires at `deadline`. The driver keeps one timer and
+    /// [`reset`](AsyncTimer::reset)s it, so a timer must be reusable after it fired.
+    fn new_timer(&self, deadline: Instant) -> Pin<Box<dyn AsyncTimer>>;
+
+    /// Registers a bound, non-blocking UDP socket with the runtime's reactor.
+    fn wrap_udp_socket(&self, socket: UdpSocket) -> io::Result<Box<dyn AsyncUdpSocket>>;
+
+    /// Registers a bound, listening, non-blocking TCP listener with the runtime's reactor.
+    fn wrap_tcp_listener(&self, listener: TcpListener) -> io::Result<Box<dyn AsyncTcpListener>>;
+
+    /// The current time. Runtimes with a mockable clock override it; the driver
+    /// reads time only through this method.
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}
+
+/// A resettable timer.
+pub trait AsyncTimer: Send + Sync + Debug {
+    /// Makes the timer fire at `deadline` instead, whether or not it already fired.
+    fn reset(self: Pin<&mut Self>, deadline: Instant);
+
+    /// Ready once the deadline has passed; otherwise registers `cx`'s waker.
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()>;
+}
+
+/// A UDP socket registered with a reactor, used readiness-first: wait until
+/// readable (or writable), then call the `try_` method until it would block.
+///
+/// `try_recv_from` and `try_send_to` must clear the readiness the reactor
+/// recorded when they return [`io::ErrorKind::WouldBlock`], so that the next
+/// `poll_*_ready` waits for a new event instead of spinning.
+pub trait AsyncUdpSocket: Send + Sync + Debug {
+    /// Ready when a datagram (or an error) can be read; otherwise registers `cx`'s waker.
+    fn poll_recv_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+
+    /// Reads one datagram without blocking.
+    fn try_recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)>;
+
+    /// Ready when a datagram can be sent; otherwise registers `cx`'s waker.
+    fn poll_send_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+
+    /// Sends one datagram without blocking.
+    fn try_send_to(&self, buf: &[u8], dest: SocketAddr) -> io::Result<usize>;
+
+    /// The address the socket is bound to.
+    fn local_addr(&self) -> io::Result<SocketAddr>;
+}
+
+/// A TCP listener registered with a reactor.
+pub trait AsyncTcpListener: Send + Sync + Debug {
+    /// Accepts the next connection; otherwise registers `cx`'s waker.
+    fn poll_accept(
+        &self,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<(Box<dyn Connection>, SocketAddr)>>;
+
+    /// The address the listener is bound to.
+    fn local_addr(&self) -> io::Result<SocketAddr>;
+}
+
+/// An accepted TCP connection, as hyper reads and writes it.
+pub trait Connection: hyper::rt::Read + hyper::rt::Write + Send + Unpin + 'static {
+    /// Sets `TCP_NODELAY`: the driver turns Nagle off so small SSE chunks leave at once.
+    fn set_nodelay(&self, nodelay: bool) -> io::Result<()>;
+}
+
+/// Waits until `timer` fires.
+pub(crate) async fn sleep(timer: &mut Pin<Box<dyn AsyncTimer>>) {
+    futures_lite::future::poll_fn(|cx| timer.as_mut().poll(cx)).await;
+}
