@@ -1,9 +1,37 @@
-//! The runtime-agnostic Porthole server: a driver task that owns the
-//! [`porthole_core::Engine`], per-binding socket readers, and the HTTP/1.1 API on
-//! hyper, all over a small [`Runtime`] trait that tokio and smol implement.
+//! The runtime-agnostic Porthole server.
+//!
+//! One driver task owns the [`porthole_core::Engine`] and carries out its
+//! actions; per-binding reader tasks read datagrams in batches and hand them
+//! to it; the HTTP/1.1 API runs on hyper over the runtime's connections. All of
+//! it is written against the small object-safe [`Runtime`] trait, which
+//! `porthole-tokio` and `porthole-smol` implement.
+//!
+//! - [`Server`]: the whole daemon (`porthole serve`): a [`Porthole`] plus a listener.
+//! - [`Porthole`]: the engine's driver task without a listener; mount its
+//!   [`Api`] in your own HTTP server.
+//!
+//! The driver decides nothing: every policy, limit and error status comes from
+//! `porthole_core`, and every JSON and SSE byte from [`porthole_core::api`].
 
 #![forbid(unsafe_code)]
 
+mod api;
+mod body;
+#[cfg(feature = "cli")]
+pub mod cli;
+mod driver;
+mod porthole;
 mod runtime;
+mod server;
+mod socket;
+mod token;
 
+pub use api::{Api, DriverGoneError};
+pub use body::ApiBody;
+pub use porthole::{Porthole, StartError};
 pub use runtime::{AsyncTcpListener, AsyncTimer, AsyncUdpSocket, BoxFuture, Connection, Runtime};
+pub use server::{Server, ServerConfig, DEFAULT_LISTEN};
+pub use token::{Token, TokenError};
+
+/// The engine's crate, re-exported so embedders need one dependency.
+pub use porthole_core;

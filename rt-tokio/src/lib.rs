@@ -1,1 +1,218 @@
-//! placeholder
+//! Porthole on tokio: the [`Runtime`] implementation, [`serve`] for embedding
+//! the whole daemon, [`start`] for mounting the API in your own server, and
+//! the `porthole` binary.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), porthole_tokio::StartError> {
+//! let server = porthole_tokio::serve(porthole_tokio::ServerConfig::default()).await?;
+//! println!("listening on {}", server.local_addr());
+//! server.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+
+#![forbid(unsafe_code)]
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use hyper_util::rt::TokioIo;
+use porthole_driver::{AsyncTcpListener, AsyncTimer, AsyncUdpSocket, BoxFuture, Connection};
+
+pub use porthole_driver::{
+    porthole_core, Api, ApiBody, Porthole, Runtime, Server, ServerConfig, StartError, Token,
+    DEFAULT_LISTEN,
+};
+
+/// The tokio [`Runtime`]: spawns on the runtime that was current when it was made.
+#[derive(Debug, Clone)]
+pub struct TokioRuntime {
+    handle: tokio::runtime::Handle,
+}
+
+impl TokioRuntime {
+    /// The runtime of the calling context.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub fn current() -> Self {
+        TokioRuntime {
+            handle: tokio::runtime::Handle::current(),
+        }
+    }
+
+    /// A specific runtime.
+    pub fn new(handle: tokio::runtime::Handle) -> Self {
+        TokioRuntime { handle }
+    }
+}
+
+impl Runtime for TokioRuntime {
+    fn spawn(&self, future: BoxFuture) {
+        self.handle.spawn(future);
+    }
+
+    fn new_timer(&self, deadline: Instant) -> Pin<Box<dyn AsyncTimer>> {
+        // Timers are created inside the runtime's context, whoever asks.
+        let _guard = self.handle.enter();
+        Box::pin(Timer {
+            sleep: tokio::time::sleep_until(deadline.into()),
+        })
+    }
+
+    fn wrap_udp_socket(&self, socket: std::net::UdpSocket) -> io::Result<Box<dyn AsyncUdpSocket>> {
+        let _guard = self.handle.enter();
+        Ok(Box::new(UdpSocket(tokio::net::UdpSocket::from_std(
+            socket,
+        )?)))
+    }
+
+    fn wrap_tcp_listener(
+        &self,
+        listener: std::net::TcpListener,
+    ) -> io::Result<Box<dyn AsyncTcpListener>> {
+        let _guard = self.handle.enter();
+        Ok(Box::new(TcpListener(tokio::net::TcpListener::from_std(
+            listener,
+        )?)))
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// tokio's `Sleep`, which `reset`s in place.
+    #[derive(Debug)]
+    struct Timer {
+        #[pin]
+        sleep: tokio::time::Sleep,
+    }
+}
+
+impl AsyncTimer for Timer {
+    fn reset(self: Pin<&mut Self>, deadline: Instant) {
+        self.project().sleep.reset(deadline.into());
+    }
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        std::future::Future::poll(self.project().sleep, cx)
+    }
+}
+
+/// A tokio UDP socket.
+#[derive(Debug)]
+struct UdpSocket(tokio::net::UdpSocket);
+
+impl AsyncUdpSocket for UdpSocket {
+    fn poll_recv_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0.poll_recv_ready(cx)
+    }
+
+    fn try_recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        self.0.try_recv_from(buf)
+    }
+
+    fn poll_send_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0.poll_send_ready(cx)
+    }
+
+    fn try_send_to(&self, buf: &[u8], dest: SocketAddr) -> io::Result<usize> {
+        self.0.try_send_to(buf, dest)
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+}
+
+/// A tokio TCP listener.
+#[derive(Debug)]
+struct TcpListener(tokio::net::TcpListener);
+
+impl AsyncTcpListener for TcpListener {
+    fn poll_accept(
+        &self,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<(Box<dyn Connection>, SocketAddr)>> {
+        self.0.poll_accept(cx).map_ok(|(stream, peer)| {
+            let io: Box<dyn Connection> = Box::new(TcpConnection(TokioIo::new(stream)));
+            (io, peer)
+        })
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+}
+
+/// An accepted connection, adapted to hyper's IO traits by hyper-util.
+struct TcpConnection(TokioIo<tokio::net::TcpStream>);
+
+impl Connection for TcpConnection {
+    fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        self.0.inner().set_nodelay(nodelay)
+    }
+}
+
+impl hyper::rt::Read for TcpConnection {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for TcpConnection {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+}
+
+/// Starts the whole daemon on the current tokio runtime: Porthole plus a
+/// listener on `config.listen`. Stop it with [`Server::shutdown`].
+///
+/// # Panics
+///
+/// Outside a tokio runtime.
+pub async fn serve(config: ServerConfig) -> Result<Server, StartError> {
+    Server::start(Arc::new(TokioRuntime::current()), config)
+}
+
+/// Starts Porthole on the current tokio runtime without a listener: serve
+/// [`Porthole::api`] from your own hyper or axum server.
+///
+/// # Panics
+///
+/// Outside a tokio runtime.
+pub fn start(config: porthole_core::Config, token: Option<Token>) -> Result<Porthole, StartError> {
+    Porthole::start(Arc::new(TokioRuntime::current()), config, token)
+}

@@ -1,0 +1,391 @@
+//! The driver task: the one owner of the [`Engine`]. It moves inputs in
+//! (commands, datagram batches, credit, outcomes, time) and carries out the
+//! engine's actions; it decides nothing itself.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use async_channel::{Receiver, Sender, WeakSender};
+use futures_lite::future::poll_fn;
+use porthole_core::{
+    Action, BindingId, CloseReason, Command, Engine, Event, OpenError, Reply, RequestId,
+    SubscriberId, TransmitError,
+};
+use std::task::Poll;
+
+use crate::runtime::{AsyncTimer, Runtime};
+use crate::socket::{read_socket, Batch, Received, SocketSlot};
+
+/// Most datagram batches queued for the driver; readers wait (and the kernel
+/// buffers, then drops) beyond this.
+pub(crate) const BATCH_QUEUE: usize = 256;
+
+/// Inputs handled before the driver carries out actions and checks its timer again.
+const INPUTS_PER_TURN: usize = 64;
+
+/// What a subscriber's stream receives from the driver.
+#[derive(Debug)]
+pub(crate) enum StreamItem {
+    /// An event to write.
+    Event(Event),
+    /// The last item: write `event: closed` with the reason and end the body.
+    End(CloseReason),
+}
+
+/// Where the driver sends a stream's items. Unbounded, because the engine's
+/// credit window bounds how many are in flight.
+pub(crate) type StreamSink = Sender<StreamItem>;
+
+/// A control input for the driver. Control inputs travel on an unbounded
+/// channel: each is bounded by something else (a request awaiting its reply, a
+/// subscriber's credit window), and some are sent from `Drop`, which cannot wait.
+#[derive(Debug)]
+pub(crate) enum Input {
+    /// A client's command and where to answer it.
+    Command {
+        request: RequestId,
+        command: Command,
+        reply: Sender<Reply>,
+        /// For a subscribe: where the stream's items go.
+        stream: Option<StreamSink>,
+    },
+    /// A stream wrote `credit` events.
+    Credit {
+        subscriber: SubscriberId,
+        credit: u32,
+    },
+    /// A stream's client went away.
+    SubscriberGone(SubscriberId),
+    /// A send that had to wait for the socket finished.
+    Transmitted {
+        request: RequestId,
+        outcome: Result<usize, TransmitError>,
+    },
+}
+
+/// A command waiting for its reply.
+#[derive(Debug)]
+struct Waiting {
+    reply: Sender<Reply>,
+    stream: Option<StreamSink>,
+}
+
+/// What woke the driver.
+enum Wake {
+    Control(Option<Input>),
+    Batch(Batch),
+    Timer,
+}
+
+pub(crate) struct Driver {
+    runtime: Arc<dyn Runtime>,
+    engine: Engine,
+    control: Receiver<Input>,
+    /// For send tasks; weak, so the driver ends when every client handle is gone.
+    control_tx: WeakSender<Input>,
+    batches: Receiver<Batch>,
+    batches_tx: Sender<Batch>,
+    sockets: HashMap<BindingId, Arc<SocketSlot>>,
+    streams: HashMap<SubscriberId, StreamSink>,
+    waiting: HashMap<RequestId, Waiting>,
+}
+
+impl Driver {
+    /// A driver owning `engine`, fed by `control`.
+    pub(crate) fn new(
+        runtime: Arc<dyn Runtime>,
+        engine: Engine,
+        control: Receiver<Input>,
+        control_tx: &Sender<Input>,
+    ) -> Self {
+        let (batches_tx, batches) = async_channel::bounded(BATCH_QUEUE);
+        Driver {
+            runtime,
+            engine,
+            control,
+            control_tx: control_tx.downgrade(),
+            batches,
+            batches_tx,
+            sockets: HashMap::new(),
+            streams: HashMap::new(),
+            waiting: HashMap::new(),
+        }
+    }
+
+    /// The driver loop. Ends when every handle that can send commands is dropped.
+    pub(crate) async fn run(mut self) {
+        let mut timer: Option<Pin<Box<dyn AsyncTimer>>> = None;
+        let mut armed: Option<Instant> = None;
+        loop {
+            self.carry_out_actions();
+            // Check the clock before sleeping: a deadline that already passed
+            // is handled now rather than after a round trip through the timer.
+            let deadline = self.engine.poll_timeout();
+            if let Some(at) = deadline {
+                let now = self.runtime.now();
+                if at <= now {
+                    self.engine.handle_timeout(now);
+                    continue;
+                }
+            }
+            if deadline != armed {
+                if let Some(at) = deadline {
+                    match timer.as_mut() {
+                        Some(t) => t.as_mut().reset(at),
+                        None => timer = Some(self.runtime.new_timer(at)),
+                    }
+                }
+                armed = deadline;
+            }
+            match self.wait(armed.and(timer.as_mut())).await {
+                Wake::Control(None) => break,
+                Wake::Control(Some(input)) => {
+                    self.handle_input(input);
+                    for _ in 1..INPUTS_PER_TURN {
+                        let Ok(input) = self.control.try_recv() else {
+                            break;
+                        };
+                        self.carry_out_actions();
+                        self.handle_input(input);
+                    }
+                }
+                Wake::Batch(batch) => {
+                    self.handle_batch(batch);
+                    for _ in 1..INPUTS_PER_TURN {
+                        let Ok(batch) = self.batches.try_recv() else {
+                            break;
+                        };
+                        self.carry_out_actions();
+                        self.handle_batch(batch);
+                    }
+                }
+                Wake::Timer => {
+                    // Re-arm even for the same deadline, should the timer have
+                    // fired a hair before the engine's clock reaches it.
+                    armed = None;
+                    self.engine.handle_timeout(self.runtime.now());
+                }
+            }
+        }
+        for slot in self.sockets.values() {
+            slot.close();
+        }
+    }
+
+    /// Waits for a control input (first: commands are what clients wait on),
+    /// the timer, or a datagram batch.
+    async fn wait(&self, timer: Option<&mut Pin<Box<dyn AsyncTimer>>>) -> Wake {
+        let control = self.control.recv();
+        let batch = self.batches.recv();
+        futures_lite::pin!(control, batch);
+        let mut timer = timer;
+        poll_fn(|cx| {
+            if let Poll::Ready(input) = control.as_mut().poll(cx) {
+                return Poll::Ready(Wake::Control(input.ok()));
+            }
+            if let Some(t) = timer.as_mut() {
+                if t.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Wake::Timer);
+                }
+            }
+            if let Poll::Ready(Ok(batch)) = batch.as_mut().poll(cx) {
+                return Poll::Ready(Wake::Batch(batch));
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    fn handle_input(&mut self, input: Input) {
+        let now = self.runtime.now();
+        match input {
+            Input::Command {
+                request,
+                command,
+                reply,
+                stream,
+            } => {
+                self.waiting.insert(request, Waiting { reply, stream });
+                self.engine.handle_command(request, command, now);
+            }
+            Input::Credit { subscriber, credit } => {
+                self.engine.handle_credit(subscriber, credit, now);
+            }
+            Input::SubscriberGone(subscriber) => {
+                self.streams.remove(&subscriber);
+                self.engine.handle_subscriber_gone(subscriber, now);
+            }
+            Input::Transmitted { request, outcome } => {
+                self.engine.handle_transmitted(request, outcome, now);
+            }
+        }
+    }
+
+    fn handle_batch(&mut self, batch: Batch) {
+        let now = self.runtime.now();
+        for item in batch.items {
+            match item {
+                Received::Datagram { src, payload } => {
+                    self.engine
+                        .handle_datagram(batch.binding, src, payload, now);
+                }
+                Received::Error(error) => {
+                    self.engine.handle_socket_error(batch.binding, error, now);
+                }
+            }
+        }
+    }
+
+    fn carry_out_actions(&mut self) {
+        while let Some(action) = self.engine.poll_action() {
+            match action {
+                Action::OpenSocket { binding, addr } => self.open_socket(binding, addr),
+                Action::CloseSocket { binding } => {
+                    if let Some(slot) = self.sockets.remove(&binding) {
+                        slot.close();
+                    }
+                }
+                Action::Transmit {
+                    request,
+                    binding,
+                    dest,
+                    payload,
+                } => self.transmit(request, binding, dest, payload),
+                Action::Deliver { subscriber, event } => {
+                    let delivered = self
+                        .streams
+                        .get(&subscriber)
+                        .is_some_and(|sink| sink.try_send(StreamItem::Event(event)).is_ok());
+                    if !delivered {
+                        // The stream's body is gone; its drop may not have reached us yet.
+                        self.streams.remove(&subscriber);
+                        let now = self.runtime.now();
+                        self.engine.handle_subscriber_gone(subscriber, now);
+                    }
+                }
+                Action::EndStream { subscriber, reason } => {
+                    if let Some(sink) = self.streams.remove(&subscriber) {
+                        let _ = sink.try_send(StreamItem::End(reason));
+                    }
+                }
+                Action::Reply { request, reply } => self.reply(request, reply),
+            }
+        }
+    }
+
+    fn reply(&mut self, request: RequestId, reply: Reply) {
+        let Some(waiting) = self.waiting.remove(&request) else {
+            return;
+        };
+        let subscribed = match &reply {
+            Reply::Subscribe(Ok(subscriber)) => Some(*subscriber),
+            _ => None,
+        };
+        if let (Some(subscriber), Some(sink)) = (subscribed, waiting.stream) {
+            // Registered before the reply goes out: the stream's first events
+            // are the next actions.
+            self.streams.insert(subscriber, sink);
+        }
+        if waiting.reply.try_send(reply).is_err() {
+            // The client went away while the command was in flight.
+            if let Some(subscriber) = subscribed {
+                self.streams.remove(&subscriber);
+                let now = self.runtime.now();
+                self.engine.handle_subscriber_gone(subscriber, now);
+            }
+        }
+    }
+
+    fn open_socket(&mut self, binding: BindingId, addr: SocketAddr) {
+        let opened = bind_udp(addr).and_then(|(socket, local)| {
+            let socket = self.runtime.wrap_udp_socket(socket)?;
+            Ok((socket, local))
+        });
+        let now = self.runtime.now();
+        match opened {
+            Ok((socket, local)) => {
+                let slot = Arc::new(SocketSlot::new(socket));
+                self.sockets.insert(binding, Arc::clone(&slot));
+                let batches = self.batches_tx.clone();
+                self.runtime
+                    .spawn(Box::pin(read_socket(binding, slot, batches)));
+                tracing::debug!(%binding, %local, "socket opened");
+                self.engine.handle_socket_opened(binding, local, now);
+            }
+            Err(e) => {
+                tracing::debug!(%binding, %addr, error = %e, "socket failed to open");
+                self.engine
+                    .handle_socket_failed(binding, OpenError::from_io(&e), now);
+            }
+        }
+    }
+
+    fn transmit(
+        &mut self,
+        request: RequestId,
+        binding: BindingId,
+        dest: SocketAddr,
+        payload: bytes::Bytes,
+    ) {
+        let Some(slot) = self.sockets.get(&binding) else {
+            let now = self.runtime.now();
+            let outcome = Err(TransmitError::Other(io::ErrorKind::NotConnected));
+            return self.engine.handle_transmitted(request, outcome, now);
+        };
+        match slot.try_send_to(&payload, dest) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // The socket's send buffer is full: finish in a task, so the
+                // driver keeps serving everyone else meanwhile.
+                let Some(control) = self.control_tx.upgrade() else {
+                    return;
+                };
+                let slot = Arc::clone(slot);
+                self.runtime.spawn(Box::pin(async move {
+                    let outcome = futures_lite::future::or(
+                        async {
+                            poll_fn(|cx| slot.poll_send_to(cx, &payload, dest))
+                                .await
+                                .map_err(|e| TransmitError::from_io(&e))
+                        },
+                        async {
+                            slot.closed().await;
+                            Err(TransmitError::Other(io::ErrorKind::NotConnected))
+                        },
+                    )
+                    .await;
+                    let _ = control.send(Input::Transmitted { request, outcome }).await;
+                }));
+            }
+            outcome => {
+                let now = self.runtime.now();
+                let outcome = outcome.map_err(|e| TransmitError::from_io(&e));
+                self.engine.handle_transmitted(request, outcome, now);
+            }
+        }
+    }
+}
+
+/// Binds a non-blocking std socket.
+fn bind_udp(addr: SocketAddr) -> io::Result<(UdpSocket, SocketAddr)> {
+    let socket = UdpSocket::bind(addr)?;
+    socket.set_nonblocking(true)?;
+    let local = socket.local_addr()?;
+    Ok((socket, local))
+}
+
+/// An engine seeded from the operating system's randomness, its wall clock
+/// anchored now.
+pub(crate) fn production_engine(
+    runtime: &dyn Runtime,
+    config: porthole_core::Config,
+) -> Result<Engine, crate::StartError> {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| crate::StartError::Seed(e.to_string()))?;
+    let wall = porthole_core::WallClock::new(runtime.now(), SystemTime::now());
+    Ok(Engine::new(config, seed, wall)?)
+}

@@ -1,0 +1,76 @@
+//! A running Porthole: the driver task and the handle that talks to it.
+
+use std::sync::Arc;
+
+use porthole_core::{BindingInfo, Command, Config, ConfigError, Reply};
+
+use crate::api::{Api, DriverGoneError};
+use crate::driver::{production_engine, Driver};
+use crate::runtime::Runtime;
+use crate::token::Token;
+
+/// Why Porthole could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The engine configuration is inconsistent.
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// The operating system gave no randomness to seed binding ids with.
+    #[error("no randomness from the operating system: {0}")]
+    Seed(String),
+    /// The listener could not be bound or registered.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+}
+
+/// A running Porthole engine without a listener of its own: serve its
+/// [`Api`] from any HTTP server (see [`crate::Server`] for the built-in one).
+#[derive(Debug, Clone)]
+pub struct Porthole {
+    api: Api,
+}
+
+impl Porthole {
+    /// Starts the driver task on `runtime`: an engine with `config`, binding ids
+    /// seeded from the operating system, and `token` required on every `/v1`
+    /// route if given.
+    pub fn start(
+        runtime: Arc<dyn Runtime>,
+        config: Config,
+        token: Option<Token>,
+    ) -> Result<Self, StartError> {
+        let max_body = config.max_request_body;
+        let keep_alive = config.keep_alive;
+        let engine = production_engine(&*runtime, config)?;
+        let (control_tx, control) = async_channel::unbounded();
+        let driver = Driver::new(Arc::clone(&runtime), engine, control, &control_tx);
+        runtime.spawn(Box::pin(driver.run()));
+        let api = Api::new(runtime, control_tx, token, max_body, keep_alive);
+        Ok(Porthole { api })
+    }
+
+    /// The HTTP API handler.
+    pub fn api(&self) -> &Api {
+        &self.api
+    }
+
+    /// Every live binding, oldest first.
+    pub async fn bindings(&self) -> Result<Vec<BindingInfo>, DriverGoneError> {
+        match self.api.call(Command::Status).await? {
+            Reply::Status(all) => Ok(all),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// Closes every binding (reason `shutdown`), which ends every stream, and
+    /// refuses new bindings. Returns once every socket is closed.
+    pub async fn shutdown(&self) {
+        // A driver that is already gone has closed its sockets.
+        let _ = self.api.call(Command::Shutdown).await;
+    }
+}

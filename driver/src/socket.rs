@@ -1,0 +1,228 @@
+//! A binding's UDP socket: shared by the driver (sends) and its reader task
+//! (receives), closed by the driver at once when the engine says so.
+
+use std::cell::RefCell;
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{PoisonError, RwLock};
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use porthole_core::{BindingId, TransmitError};
+
+use crate::runtime::AsyncUdpSocket;
+
+/// Most datagrams read in one batch before it is handed to the driver, so one
+/// busy socket cannot starve the others on the same thread.
+const MAX_BATCH: usize = 64;
+
+/// Room for the largest UDP payload (65,535 bytes over IPv6 without jumbograms).
+const MAX_DATAGRAM: usize = 65_536;
+
+/// Size of the chunks datagrams are packed into. Datagrams read one after
+/// another share a chunk (one allocation), and a chunk is freed when the last
+/// datagram in it is.
+const CHUNK: usize = 128 * 1024;
+
+/// What a reader got from its socket.
+#[derive(Debug)]
+pub(crate) enum Received {
+    /// A datagram.
+    Datagram {
+        /// Who sent it.
+        src: SocketAddr,
+        /// Its bytes.
+        payload: Bytes,
+    },
+    /// A receive failed (typically an ICMP error the kernel surfaced).
+    Error(TransmitError),
+}
+
+/// A batch of what one binding's socket had ready.
+#[derive(Debug)]
+pub(crate) struct Batch {
+    pub(crate) binding: BindingId,
+    pub(crate) items: Vec<Received>,
+}
+
+/// The socket of one binding.
+///
+/// The driver holds one reference and the reader task another; closing takes
+/// the socket out under the write lock, so the port is free as soon as
+/// [`SocketSlot::close`] returns, whatever the reader task is doing.
+#[derive(Debug)]
+pub(crate) struct SocketSlot {
+    socket: RwLock<Option<Box<dyn AsyncUdpSocket>>>,
+    /// Closed (never sent on) when the socket is closed, to wake the tasks that wait on it.
+    stop_tx: async_channel::Sender<Infallible>,
+    stop_rx: async_channel::Receiver<Infallible>,
+}
+
+fn closed_error() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        "the binding's socket is closed",
+    )
+}
+
+impl SocketSlot {
+    pub(crate) fn new(socket: Box<dyn AsyncUdpSocket>) -> Self {
+        let (stop_tx, stop_rx) = async_channel::bounded(1);
+        SocketSlot {
+            socket: RwLock::new(Some(socket)),
+            stop_tx,
+            stop_rx,
+        }
+    }
+
+    /// Closes the socket now and wakes every task waiting on it.
+    pub(crate) fn close(&self) {
+        let socket = self
+            .socket
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        drop(socket);
+        self.stop_tx.close();
+    }
+
+    /// Resolves once the socket is closed.
+    pub(crate) async fn closed(&self) {
+        // Nothing is ever sent: `recv` returns only when the channel closes.
+        let _ = self.stop_rx.recv().await;
+    }
+
+    /// Sends without blocking.
+    pub(crate) fn try_send_to(&self, payload: &[u8], dest: SocketAddr) -> io::Result<usize> {
+        let guard = self.socket.read().unwrap_or_else(PoisonError::into_inner);
+        let socket = guard.as_ref().ok_or_else(closed_error)?;
+        socket.try_send_to(payload, dest)
+    }
+
+    /// Sends once the socket is writable.
+    pub(crate) fn poll_send_to(
+        &self,
+        cx: &mut Context<'_>,
+        payload: &[u8],
+        dest: SocketAddr,
+    ) -> Poll<io::Result<usize>> {
+        let guard = self.socket.read().unwrap_or_else(PoisonError::into_inner);
+        let Some(socket) = guard.as_ref() else {
+            return Poll::Ready(Err(closed_error()));
+        };
+        loop {
+            if let Err(e) = std::task::ready!(socket.poll_send_ready(cx)) {
+                return Poll::Ready(Err(e));
+            }
+            match socket.try_send_to(payload, dest) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                outcome => return Poll::Ready(outcome),
+            }
+        }
+    }
+
+    /// Reads every datagram ready (up to [`MAX_BATCH`]) into `items`. Ready with
+    /// `false` once the socket is closed; pending only when nothing was read.
+    pub(crate) fn poll_batch(&self, cx: &mut Context<'_>, items: &mut Vec<Received>) -> Poll<bool> {
+        let guard = self.socket.read().unwrap_or_else(PoisonError::into_inner);
+        let Some(socket) = guard.as_ref() else {
+            return Poll::Ready(false);
+        };
+        RECV_BUFFERS.with(|buffers| {
+            let mut buffers = buffers.borrow_mut();
+            'ready: while items.len() < MAX_BATCH {
+                match socket.poll_recv_ready(cx) {
+                    Poll::Pending => break,
+                    Poll::Ready(Err(e)) => {
+                        items.push(Received::Error(TransmitError::from_io(&e)));
+                        break;
+                    }
+                    Poll::Ready(Ok(())) => {}
+                }
+                while items.len() < MAX_BATCH {
+                    match buffers.recv(&**socket) {
+                        Ok(Some((src, payload))) => items.push(Received::Datagram { src, payload }),
+                        // Would block: wait for readiness again (which registers the waker).
+                        Ok(None) => continue 'ready,
+                        Err(e) => {
+                            // Typically an ICMP error from an earlier send; the
+                            // next read gets the next datagram, but hand the
+                            // batch over first so a persistent error cannot spin.
+                            items.push(Received::Error(TransmitError::from_io(&e)));
+                            break 'ready;
+                        }
+                    }
+                }
+            }
+        });
+        if items.is_empty() {
+            Poll::Pending
+        } else {
+            Poll::Ready(true)
+        }
+    }
+}
+
+/// Per-thread receive buffers: one scratch buffer the kernel writes into, and
+/// the current chunk datagrams are packed into.
+///
+/// Per thread rather than per socket, so an idle binding holds no buffer; the
+/// extra copy from scratch to chunk is of bytes that are hot in cache.
+struct RecvBuffers {
+    scratch: Box<[u8]>,
+    chunk: BytesMut,
+}
+
+thread_local! {
+    static RECV_BUFFERS: RefCell<RecvBuffers> = RefCell::new(RecvBuffers {
+        scratch: vec![0; MAX_DATAGRAM].into_boxed_slice(),
+        chunk: BytesMut::new(),
+    });
+}
+
+impl RecvBuffers {
+    /// Reads one datagram; `None` when the socket would block.
+    fn recv(&mut self, socket: &dyn AsyncUdpSocket) -> io::Result<Option<(SocketAddr, Bytes)>> {
+        let (n, src) = match socket.try_recv_from(&mut self.scratch) {
+            Ok(read) => read,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let data = &self.scratch[..n];
+        if self.chunk.capacity() - self.chunk.len() < n {
+            self.chunk = BytesMut::with_capacity(CHUNK.max(n));
+        }
+        self.chunk.extend_from_slice(data);
+        Ok(Some((src, self.chunk.split_to(n).freeze())))
+    }
+}
+
+/// A binding's reader: reads batches until the socket is closed or the driver is gone.
+pub(crate) async fn read_socket(
+    binding: BindingId,
+    slot: std::sync::Arc<SocketSlot>,
+    batches: async_channel::Sender<Batch>,
+) {
+    use futures_lite::future::{or, poll_fn};
+    loop {
+        let mut items = Vec::new();
+        let open = or(poll_fn(|cx| slot.poll_batch(cx, &mut items)), async {
+            slot.closed().await;
+            false
+        })
+        .await;
+        if !open {
+            return;
+        }
+        let batch = Batch { binding, items };
+        let delivered = or(async { batches.send(batch).await.is_ok() }, async {
+            slot.closed().await;
+            false
+        })
+        .await;
+        if !delivered {
+            return;
+        }
+    }
+}
