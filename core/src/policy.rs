@@ -28,13 +28,27 @@ pub struct Network {
 pub struct ParseNetworkError(String);
 
 impl Network {
-    /// A network from an address and a prefix length, `None` if the prefix is too long.
+    /// A network from an address and a prefix length, `None` if the prefix is too
+    /// long. An IPv4-mapped IPv6 network (`::ffff:a.b.c.d/96+n`) is the IPv4
+    /// network `a.b.c.d/n`, as [`contains`](Self::contains) compares canonical
+    /// addresses; one shorter than /96 is not a network of either family: `None`.
     pub fn new(addr: IpAddr, prefix: u8) -> Option<Self> {
         let max = if addr.is_ipv4() { 32 } else { 128 };
-        (prefix <= max).then_some(Network {
-            addr: addr.to_canonical(),
-            prefix,
-        })
+        if prefix > max {
+            return None;
+        }
+        match addr {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                // Keeping the IPv6 prefix on the IPv4 address would make the
+                // prefix longer than the address (found by the `decoders` fuzz target).
+                Some(v4) => prefix.checked_sub(96).map(|prefix| Network {
+                    addr: IpAddr::V4(v4),
+                    prefix,
+                }),
+                None => Some(Network { addr, prefix }),
+            },
+            IpAddr::V4(_) => Some(Network { addr, prefix }),
+        }
     }
 
     /// Whether `ip` lies in this network.
@@ -379,5 +393,20 @@ mod tests {
         for bad in ["10.0.0.0/33", "10.0.0.0/", "x/8", "::/129", "10.0.0.0/+8"] {
             assert!(bad.parse::<Network>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn mapped_networks_are_ipv4_networks() {
+        let n: Network = "::ffff:10.0.0.0/104".parse().unwrap();
+        assert_eq!(n, "10.0.0.0/8".parse().unwrap());
+        assert_eq!(n.to_string().parse::<Network>(), Ok(n));
+        assert!(n.contains("10.1.2.3".parse().unwrap()));
+        assert!(n.contains("::ffff:10.1.2.3".parse().unwrap()));
+        assert!(!n.contains("11.0.0.1".parse().unwrap()));
+        assert!("::ffff:10.0.0.0/64".parse::<Network>().is_err());
+        assert!("::ffff:10.0.0.1"
+            .parse::<Network>()
+            .unwrap()
+            .contains("10.0.0.1".parse().unwrap()));
     }
 }
