@@ -1,0 +1,1172 @@
+//! The invariant checker: watches every input fed to an [`Engine`] and every
+//! [`Action`] it emits, and reports the first broken invariant.
+//!
+//! It keeps its own account of what the engine must have done (sockets, leases,
+//! subscribers, replies, datagrams) from the documented contract alone, so it can
+//! check any sequence of inputs: a simulation run, a property test or a fuzz case.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+
+use super::Input;
+use crate::{
+    Action, BindError, BindingCounters, BindingError, BindingId, CloseReason, Command, Config,
+    Counters, Engine, Event, Lease, Reply, RequestId, SendError, SubscribeError, SubscriberId,
+    UnsubscribeError, WallClock,
+};
+
+/// A broken invariant: the engine did something its contract forbids.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Violation {
+    /// `CloseSocket` for a socket that was never reported opened.
+    #[error("closed socket of {binding}, which was never opened")]
+    UnknownSocketClosed {
+        /// The binding.
+        binding: BindingId,
+    },
+    /// A second `CloseSocket` for the same socket.
+    #[error("closed socket of {binding} twice")]
+    SocketClosedTwice {
+        /// The binding.
+        binding: BindingId,
+    },
+    /// `OpenSocket` for a binding id already used, or not in answer to a bind.
+    #[error("opened a socket for {binding} without a fresh bind asking for it")]
+    UnexpectedOpen {
+        /// The binding.
+        binding: BindingId,
+    },
+    /// A socket is still open after shutdown closed everything.
+    #[error("socket of {binding} is still open after shutdown")]
+    SocketLeaked {
+        /// The binding.
+        binding: BindingId,
+    },
+    /// A binding was closed for no reason while its lease still ran.
+    #[error("{binding} was closed {left:?} before its deadline, not unbound nor shut down")]
+    LeaseEndedEarly {
+        /// The binding.
+        binding: BindingId,
+        /// Time left on the lease.
+        left: Duration,
+    },
+    /// A binding is still alive although `now` passed its deadline.
+    #[error("{binding} is still alive {overdue:?} after its deadline")]
+    LeaseOverdue {
+        /// The binding.
+        binding: BindingId,
+        /// How long ago the deadline passed.
+        overdue: Duration,
+    },
+    /// A reply reports a lease or deadline other than the one asked for.
+    #[error("{binding} reports a lease of {got:?} expiring at {got_expiry:?}, expected {expected:?} expiring at {expected_expiry:?}")]
+    LeaseMismatch {
+        /// The binding.
+        binding: BindingId,
+        /// The lease the command asked for (clamped).
+        expected: Lease,
+        /// The lease reported.
+        got: Lease,
+        /// The deadline expected, on the wall clock.
+        expected_expiry: SystemTime,
+        /// The deadline reported.
+        got_expiry: SystemTime,
+    },
+    /// A binding's socket was closed while one of its subscribers' streams had not ended.
+    #[error("{binding} closed before the stream of {subscriber} ended")]
+    SubscriberNotEnded {
+        /// The subscriber.
+        subscriber: SubscriberId,
+        /// The binding.
+        binding: BindingId,
+    },
+    /// A stream ended with a reason that does not match what happened.
+    #[error(
+        "stream of {subscriber} ended with reason {reason}, which does not match what happened"
+    )]
+    WrongCloseReason {
+        /// The subscriber.
+        subscriber: SubscriberId,
+        /// The reason given.
+        reason: CloseReason,
+    },
+    /// A datagram was delivered after its binding closed.
+    #[error("delivered to {subscriber} after its binding {binding} closed")]
+    DeliverAfterClose {
+        /// The subscriber.
+        subscriber: SubscriberId,
+        /// The closed binding.
+        binding: BindingId,
+    },
+    /// An event was delivered after the subscriber's stream ended or went away.
+    #[error("delivered to {subscriber} after its stream ended")]
+    DeliverAfterEnd {
+        /// The subscriber.
+        subscriber: SubscriberId,
+    },
+    /// An action names a subscriber no successful subscribe created.
+    #[error("{subscriber} was never subscribed")]
+    UnknownSubscriber {
+        /// The subscriber.
+        subscriber: SubscriberId,
+    },
+    /// A subscribe reply hands out an id already used.
+    #[error("{subscriber} was handed out twice")]
+    SubscriberReused {
+        /// The subscriber.
+        subscriber: SubscriberId,
+    },
+    /// A stream ended twice, or ended after it went away.
+    #[error("stream of {subscriber} ended twice")]
+    StreamEndedTwice {
+        /// The subscriber.
+        subscriber: SubscriberId,
+    },
+    /// More events delivered than the subscriber's credit window allows.
+    #[error("delivered to {subscriber} beyond its window of {window}")]
+    CreditExceeded {
+        /// The subscriber.
+        subscriber: SubscriberId,
+        /// The configured delivery window.
+        window: u32,
+    },
+    /// A delivered datagram is not the one the binding received with that
+    /// sequence number, or is no longer in the replay ring.
+    #[error("delivered datagram {seq} of {binding} to {subscriber}, which it does not hold")]
+    WrongDatagram {
+        /// The subscriber.
+        subscriber: SubscriberId,
+        /// The binding named in the event.
+        binding: BindingId,
+        /// The sequence number in the event.
+        seq: u64,
+    },
+    /// A subscriber got a sequence number other than the next one, and the
+    /// `lagged` notices in between do not account for the difference.
+    #[error("{subscriber} expected datagram {expected}, got {got}")]
+    SequenceBreak {
+        /// The subscriber.
+        subscriber: SubscriberId,
+        /// The next sequence number after the lag reported.
+        expected: u64,
+        /// The one delivered.
+        got: u64,
+    },
+    /// A reply for a request with no command waiting for one.
+    #[error("reply to {request:?}, which has no command waiting")]
+    UnexpectedReply {
+        /// The request.
+        request: RequestId,
+    },
+    /// A reply of the wrong kind, or one that contradicts the input it answers.
+    #[error("reply to {request:?} ({command}) does not fit: {reply}")]
+    WrongReply {
+        /// The request.
+        request: RequestId,
+        /// The command's name.
+        command: &'static str,
+        /// What was wrong.
+        reply: String,
+    },
+    /// A command got no reply when it had to.
+    #[error("{request:?} ({command}) got no reply")]
+    Unanswered {
+        /// The request.
+        request: RequestId,
+        /// The command's name.
+        command: &'static str,
+    },
+    /// A transmit that no send command asked for.
+    #[error("transmit for {request:?}, which no send asked for")]
+    UnexpectedTransmit {
+        /// The request.
+        request: RequestId,
+    },
+    /// A reply says a binding is live when it is not, or the other way round.
+    #[error("reply to {request:?} treats {binding} as {}", if *.live { "live" } else { "gone" })]
+    LivenessMismatch {
+        /// The request.
+        request: RequestId,
+        /// The binding.
+        binding: BindingId,
+        /// What the reply implied.
+        live: bool,
+    },
+    /// The engine's getters disagree with the bindings its actions opened and closed.
+    #[error("engine reports {engine} live bindings, its actions imply {expected}")]
+    BindingsMismatch {
+        /// The engine's count.
+        engine: usize,
+        /// The count implied by the actions.
+        expected: usize,
+    },
+    /// The engine's getters disagree with the subscribers its actions created and ended.
+    #[error("engine reports {engine} subscribers, its actions imply {expected}")]
+    SubscribersMismatch {
+        /// The engine's count.
+        engine: usize,
+        /// The count implied by the actions.
+        expected: usize,
+    },
+    /// An engine counter differs from the count of what happened.
+    #[error("counter {counter} is {engine}, expected {expected}")]
+    CounterMismatch {
+        /// The counter's name.
+        counter: &'static str,
+        /// The engine's value.
+        engine: u64,
+        /// The value implied by the inputs and actions.
+        expected: u64,
+    },
+    /// `received == delivered + dropped_overflow + dropped_closed + pending` does not hold.
+    #[error("engine counters do not balance: {counters:?}")]
+    CountersUnbalanced {
+        /// The engine's counters.
+        counters: Counters,
+    },
+    /// `received == delivered + dropped_overflow + pending` does not hold for a binding.
+    #[error("counters of {binding} do not balance: {counters:?}")]
+    BindingCountersUnbalanced {
+        /// The binding.
+        binding: BindingId,
+        /// Its counters.
+        counters: BindingCounters,
+    },
+}
+
+/// A socket's life as the actions and inputs tell it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Socket {
+    Opening,
+    Open,
+    Closed,
+}
+
+/// A datagram held in a binding's replay ring.
+#[derive(Debug)]
+struct Held {
+    seq: u64,
+    src: SocketAddr,
+    payload: Bytes,
+    received_at: SystemTime,
+    delivered: bool,
+}
+
+#[derive(Debug)]
+struct LiveBinding {
+    serial: u64,
+    lease: Lease,
+    deadline: Instant,
+    renew_on_traffic: bool,
+    ring: VecDeque<Held>,
+    ring_bytes: usize,
+    next_seq: u64,
+    /// Datagrams in the ring no subscriber has got yet.
+    pending: u64,
+    subscribers: Vec<SubscriberId>,
+}
+
+impl LiveBinding {
+    fn first_undelivered(&self) -> u64 {
+        self.ring
+            .iter()
+            .find(|h| !h.delivered)
+            .map_or(self.next_seq, |h| h.seq)
+    }
+}
+
+#[derive(Debug)]
+struct LiveSubscriber {
+    binding: BindingId,
+    credit: u32,
+    /// The sequence number due next, before any lag reported since.
+    next: u64,
+    /// Missed datagrams reported by `lagged` since the last datagram.
+    lagged: u64,
+    idle: bool,
+}
+
+/// What a command still waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Waits {
+    /// A reply within the step that fed the command.
+    Reply,
+    /// The runtime's report on this socket.
+    Socket(BindingId),
+    /// The runtime's transmit outcome.
+    Transmit,
+}
+
+#[derive(Debug)]
+struct Outstanding {
+    command: Command,
+    step: u64,
+    waits: Waits,
+}
+
+/// How a live binding was closed, as the checker expects it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cause {
+    Expired,
+    Unbound,
+    Shutdown,
+}
+
+impl Cause {
+    fn reason(self) -> CloseReason {
+        match self {
+            Cause::Expired => CloseReason::Expired,
+            Cause::Unbound => CloseReason::Unbound,
+            Cause::Shutdown => CloseReason::Shutdown,
+        }
+    }
+}
+
+/// Counts of what happened, kept independently of the engine's counters.
+#[derive(Debug, Default)]
+struct Tally {
+    opened: u64,
+    closed: u64,
+    received: u64,
+    delivered: u64,
+    dropped_overflow: u64,
+    dropped_closed: u64,
+    dropped_unbound: u64,
+}
+
+/// Checks the invariants of an [`Engine`] from the outside, step by step.
+///
+/// A step is one input and the actions drained after it. Either call
+/// [`step`](Self::step), which feeds the input, drains the actions and checks
+/// everything, or call the hooks yourself: [`on_input`](Self::on_input) before
+/// feeding the input, [`on_action`](Self::on_action) for each action drained, and
+/// [`on_drained`](Self::on_drained) once `poll_action` returned `None`. At the end
+/// of a run, once the runtime has reported every outcome the engine asked for,
+/// call [`finish`](Self::finish).
+///
+/// Checked: no datagram is delivered after its binding closed, nor to a subscriber
+/// after its stream ended; every socket reported opened is closed exactly once (and
+/// all of them by shutdown); no lease ends before its deadline, and none is alive
+/// once `now` has passed it; every received datagram is delivered or counted as
+/// dropped, and the engine's counters match what happened; each subscriber gets its
+/// datagrams in order with every gap reported as `lagged`, never beyond its credit
+/// window; every command gets exactly one reply of its kind, consistent with the
+/// bindings' liveness.
+///
+/// The first violation is returned as an error; the checker's state after that is
+/// unspecified, so stop there.
+#[derive(Debug)]
+pub struct Checker {
+    config: Config,
+    wall: WallClock,
+    now: Instant,
+    step: u64,
+    input: Option<Input>,
+    sockets: BTreeMap<BindingId, Socket>,
+    live: BTreeMap<BindingId, LiveBinding>,
+    next_serial: u64,
+    subscribers: BTreeMap<SubscriberId, LiveSubscriber>,
+    /// Subscribers whose stream ended or went away, with their binding.
+    finished: BTreeMap<SubscriberId, BindingId>,
+    outstanding: BTreeMap<RequestId, Vec<Outstanding>>,
+    /// Bindings closed during the current step, and why.
+    closed_now: BTreeMap<BindingId, Cause>,
+    /// Streams ended during the current step, for the close reason checks.
+    ended_now: Vec<(SubscriberId, BindingId, CloseReason)>,
+    tally: Tally,
+    shut_down: bool,
+}
+
+impl Checker {
+    /// A checker for `engine`, which must be fresh (no input fed yet).
+    pub fn new(engine: &Engine) -> Self {
+        let now = engine.now();
+        Checker {
+            config: engine.config().clone(),
+            wall: WallClock::new(now, engine.wall_time(now)),
+            now,
+            step: 0,
+            input: None,
+            sockets: BTreeMap::new(),
+            live: BTreeMap::new(),
+            next_serial: 0,
+            subscribers: BTreeMap::new(),
+            finished: BTreeMap::new(),
+            outstanding: BTreeMap::new(),
+            closed_now: BTreeMap::new(),
+            ended_now: Vec::new(),
+            tally: Tally::default(),
+            shut_down: false,
+        }
+    }
+
+    /// Feeds `input` to `engine` at `now`, drains and checks every action, and
+    /// checks the engine's state. Returns the actions, in order.
+    pub fn step(
+        &mut self,
+        engine: &mut Engine,
+        input: Input,
+        now: Instant,
+    ) -> Result<Vec<Action>, Violation> {
+        self.on_input(&input, now)?;
+        input.apply(engine, now);
+        let mut actions = Vec::new();
+        while let Some(action) = engine.poll_action() {
+            self.on_action(&action)?;
+            actions.push(action);
+        }
+        self.on_drained(engine)?;
+        Ok(actions)
+    }
+
+    /// The number of steps seen.
+    pub fn steps(&self) -> u64 {
+        self.step
+    }
+
+    /// Observes an input about to be fed to the engine at `now`. Starts a step.
+    pub fn on_input(&mut self, input: &Input, now: Instant) -> Result<(), Violation> {
+        if self.input.is_some() {
+            self.end_step()?;
+        }
+        self.now = self.now.max(now);
+        self.step += 1;
+        let now = self.now;
+        match input {
+            Input::Command { request, command } => {
+                self.outstanding
+                    .entry(*request)
+                    .or_default()
+                    .push(Outstanding {
+                        command: command.clone(),
+                        step: self.step,
+                        waits: Waits::Reply,
+                    });
+            }
+            Input::SocketOpened { binding, .. } => {
+                if let Some(s @ Socket::Opening) = self.sockets.get_mut(binding) {
+                    *s = Socket::Open;
+                    self.tally.opened += 1;
+                }
+            }
+            Input::SocketFailed { binding, .. } => {
+                if self.sockets.get(binding) == Some(&Socket::Opening) {
+                    self.sockets.remove(binding);
+                }
+            }
+            Input::Datagram {
+                binding,
+                src,
+                payload,
+            } => match self.live.get_mut(binding) {
+                // A binding past its deadline is closed before the datagram is looked at.
+                Some(b) if b.deadline > now => {
+                    self.tally.received += 1;
+                    b.ring_bytes += payload.len();
+                    b.ring.push_back(Held {
+                        seq: b.next_seq,
+                        src: *src,
+                        payload: payload.clone(),
+                        received_at: self.wall.at(now),
+                        delivered: false,
+                    });
+                    b.next_seq += 1;
+                    b.pending += 1;
+                    while b.ring.len() > 1
+                        && (b.ring.len() > self.config.ring_datagrams
+                            || b.ring_bytes > self.config.ring_bytes)
+                    {
+                        if let Some(old) = b.ring.pop_front() {
+                            b.ring_bytes -= old.payload.len();
+                            if !old.delivered {
+                                b.pending -= 1;
+                                self.tally.dropped_overflow += 1;
+                            }
+                        }
+                    }
+                    if b.renew_on_traffic {
+                        b.deadline = now + b.lease.as_duration();
+                    }
+                }
+                _ => self.tally.dropped_unbound += 1,
+            },
+            Input::SubscriberGone { subscriber } => {
+                if let Some(s) = self.subscribers.remove(subscriber) {
+                    self.forget_subscriber(*subscriber, s.binding);
+                }
+            }
+            Input::Credit { subscriber, credit } => {
+                if let Some(s) = self.subscribers.get_mut(subscriber) {
+                    s.credit = s
+                        .credit
+                        .saturating_add(*credit)
+                        .min(self.config.delivery_window);
+                }
+            }
+            Input::Transmitted { .. } | Input::SocketError { .. } | Input::Timeout => {}
+        }
+        self.input = Some(input.clone());
+        Ok(())
+    }
+
+    /// Observes one action drained from the engine.
+    pub fn on_action(&mut self, action: &Action) -> Result<(), Violation> {
+        match action {
+            Action::OpenSocket { binding, .. } => self.on_open(*binding),
+            Action::CloseSocket { binding } => self.on_close(*binding),
+            Action::Transmit {
+                request,
+                binding,
+                dest,
+                payload,
+            } => self.on_transmit(*request, *binding, *dest, payload),
+            Action::Deliver { subscriber, event } => self.on_deliver(*subscriber, event),
+            Action::EndStream { subscriber, reason } => self.on_end(*subscriber, *reason),
+            Action::Reply { request, reply } => self.on_reply(*request, reply),
+        }
+    }
+
+    /// Ends the step: the engine has no more actions. Checks what must hold
+    /// between inputs, including the engine's getters and counters.
+    pub fn on_drained(&mut self, engine: &Engine) -> Result<(), Violation> {
+        if self.input.is_some() {
+            self.end_step()?;
+        }
+        self.check_engine(engine)
+    }
+
+    /// Ends the run. The runtime must have reported every socket and transmit
+    /// outcome the engine asked for: every command must then have its reply.
+    pub fn finish(&mut self, engine: &Engine) -> Result<(), Violation> {
+        self.on_drained(engine)?;
+        if let Some((request, o)) = self
+            .outstanding
+            .iter()
+            .find_map(|(r, list)| list.first().map(|o| (*r, o)))
+        {
+            return Err(Violation::Unanswered {
+                request,
+                command: command_name(&o.command),
+            });
+        }
+        Ok(())
+    }
+
+    // ----- actions -------------------------------------------------------------
+
+    fn on_open(&mut self, binding: BindingId) -> Result<(), Violation> {
+        let step = self.step;
+        let request = match &self.input {
+            Some(Input::Command {
+                request,
+                command: Command::Bind(_),
+            }) => *request,
+            _ => return Err(Violation::UnexpectedOpen { binding }),
+        };
+        let waiting = self.outstanding.get_mut(&request).and_then(|list| {
+            list.iter_mut()
+                .find(|o| o.step == step && o.waits == Waits::Reply)
+        });
+        match waiting {
+            Some(o) if !self.sockets.contains_key(&binding) => {
+                o.waits = Waits::Socket(binding);
+                self.sockets.insert(binding, Socket::Opening);
+                Ok(())
+            }
+            _ => Err(Violation::UnexpectedOpen { binding }),
+        }
+    }
+
+    fn on_close(&mut self, binding: BindingId) -> Result<(), Violation> {
+        match self.sockets.get(&binding).copied() {
+            Some(Socket::Open) => {}
+            Some(Socket::Closed) => return Err(Violation::SocketClosedTwice { binding }),
+            Some(Socket::Opening) | None => return Err(Violation::UnknownSocketClosed { binding }),
+        }
+        self.sockets.insert(binding, Socket::Closed);
+        self.tally.closed += 1;
+        let Some(b) = self.live.remove(&binding) else {
+            // A socket that opened after shutdown cancelled its bind: never live.
+            return Ok(());
+        };
+        let cause = if b.deadline <= self.now {
+            Cause::Expired
+        } else {
+            match &self.input {
+                Some(Input::Command {
+                    command: Command::Unbind { binding: target },
+                    ..
+                }) if *target == binding => Cause::Unbound,
+                Some(Input::Command {
+                    command: Command::Shutdown,
+                    ..
+                }) => Cause::Shutdown,
+                _ => {
+                    return Err(Violation::LeaseEndedEarly {
+                        binding,
+                        left: b.deadline - self.now,
+                    })
+                }
+            }
+        };
+        if let Some(&subscriber) = b.subscribers.first() {
+            return Err(Violation::SubscriberNotEnded {
+                subscriber,
+                binding,
+            });
+        }
+        for &(subscriber, of, reason) in &self.ended_now {
+            // Idle timers due earlier fire before the lease in the same step.
+            if of == binding && reason != cause.reason() && reason != CloseReason::Idle {
+                return Err(Violation::WrongCloseReason { subscriber, reason });
+            }
+        }
+        self.ended_now.retain(|&(_, of, _)| of != binding);
+        self.tally.dropped_closed += b.pending;
+        self.closed_now.insert(binding, cause);
+        Ok(())
+    }
+
+    fn on_transmit(
+        &mut self,
+        request: RequestId,
+        binding: BindingId,
+        dest: SocketAddr,
+        payload: &Bytes,
+    ) -> Result<(), Violation> {
+        let step = self.step;
+        let asked = self.outstanding.get_mut(&request).and_then(|list| {
+            list.iter_mut().find(|o| {
+                o.step == step
+                    && o.waits == Waits::Reply
+                    && matches!(&o.command, Command::Send { binding: b, dest: d, payload: p }
+                        if *b == binding && *d == dest && p == payload)
+            })
+        });
+        let Some(o) = asked else {
+            return Err(Violation::UnexpectedTransmit { request });
+        };
+        o.waits = Waits::Transmit;
+        let now = self.now;
+        let Some(b) = self.live.get_mut(&binding) else {
+            return Err(Violation::LivenessMismatch {
+                request,
+                binding,
+                live: true,
+            });
+        };
+        if b.renew_on_traffic {
+            b.deadline = now + b.lease.as_duration();
+        }
+        Ok(())
+    }
+
+    fn on_deliver(&mut self, subscriber: SubscriberId, event: &Event) -> Result<(), Violation> {
+        let Some(s) = self.subscribers.get_mut(&subscriber) else {
+            return Err(match self.finished.get(&subscriber) {
+                Some(&binding) if self.sockets.get(&binding) == Some(&Socket::Closed) => {
+                    Violation::DeliverAfterClose {
+                        subscriber,
+                        binding,
+                    }
+                }
+                Some(_) => Violation::DeliverAfterEnd { subscriber },
+                None => Violation::UnknownSubscriber { subscriber },
+            });
+        };
+        if s.credit == 0 {
+            return Err(Violation::CreditExceeded {
+                subscriber,
+                window: self.config.delivery_window,
+            });
+        }
+        s.credit -= 1;
+        let d = match event {
+            Event::Lagged { missed } => {
+                s.lagged = s.lagged.saturating_add(*missed);
+                return Ok(());
+            }
+            Event::Datagram(d) => d,
+        };
+        let wrong = Violation::WrongDatagram {
+            subscriber,
+            binding: d.binding,
+            seq: d.seq.0,
+        };
+        if d.binding != s.binding {
+            return Err(wrong);
+        }
+        let b = self.live.get_mut(&s.binding).ok_or(wrong.clone())?;
+        let held = b
+            .ring
+            .iter_mut()
+            .find(|h| h.seq == d.seq.0)
+            .filter(|h| h.src == d.src && h.payload == d.payload && h.received_at == d.received_at)
+            .ok_or(wrong)?;
+        let expected = s.next.saturating_add(s.lagged);
+        if d.seq.0 != expected {
+            return Err(Violation::SequenceBreak {
+                subscriber,
+                expected,
+                got: d.seq.0,
+            });
+        }
+        s.next = d.seq.0 + 1;
+        s.lagged = 0;
+        if !held.delivered {
+            held.delivered = true;
+            b.pending -= 1;
+            self.tally.delivered += 1;
+        }
+        Ok(())
+    }
+
+    fn on_end(&mut self, subscriber: SubscriberId, reason: CloseReason) -> Result<(), Violation> {
+        let Some(s) = self.subscribers.remove(&subscriber) else {
+            return Err(if self.finished.contains_key(&subscriber) {
+                Violation::StreamEndedTwice { subscriber }
+            } else {
+                Violation::UnknownSubscriber { subscriber }
+            });
+        };
+        let fits = match reason {
+            CloseReason::Expired | CloseReason::Unbound | CloseReason::Shutdown => true,
+            CloseReason::Idle => s.idle,
+            CloseReason::Unsubscribed => matches!(
+                &self.input,
+                Some(Input::Command { command: Command::Unsubscribe { subscriber: target }, .. })
+                    if *target == subscriber
+            ),
+        };
+        if !fits {
+            return Err(Violation::WrongCloseReason { subscriber, reason });
+        }
+        self.forget_subscriber(subscriber, s.binding);
+        self.ended_now.push((subscriber, s.binding, reason));
+        Ok(())
+    }
+
+    fn forget_subscriber(&mut self, subscriber: SubscriberId, binding: BindingId) {
+        if let Some(b) = self.live.get_mut(&binding) {
+            b.subscribers.retain(|&other| other != subscriber);
+        }
+        self.finished.insert(subscriber, binding);
+    }
+
+    fn on_reply(&mut self, request: RequestId, reply: &Reply) -> Result<(), Violation> {
+        let step = self.step;
+        let input = self.input.as_ref();
+        let list = self
+            .outstanding
+            .get_mut(&request)
+            .ok_or(Violation::UnexpectedReply { request })?;
+        // The command fed in this step first (a refused duplicate), then any
+        // command whose awaited outcome this step's input is.
+        let index = list
+            .iter()
+            .position(|o| o.step == step && o.waits == Waits::Reply)
+            .or_else(|| {
+                list.iter().position(|o| match (o.waits, input) {
+                    (
+                        Waits::Socket(b),
+                        Some(
+                            Input::SocketOpened { binding, .. }
+                            | Input::SocketFailed { binding, .. },
+                        ),
+                    ) => b == *binding,
+                    (
+                        Waits::Socket(_),
+                        Some(Input::Command {
+                            command: Command::Shutdown,
+                            ..
+                        }),
+                    ) => true,
+                    (Waits::Transmit, Some(Input::Transmitted { request: r, .. })) => *r == request,
+                    _ => false,
+                })
+            })
+            .ok_or(Violation::UnexpectedReply { request })?;
+        let o = list.remove(index);
+        if list.is_empty() {
+            self.outstanding.remove(&request);
+        }
+        self.check_reply(request, o, reply)
+    }
+
+    fn check_reply(
+        &mut self,
+        request: RequestId,
+        o: Outstanding,
+        reply: &Reply,
+    ) -> Result<(), Violation> {
+        let command = command_name(&o.command);
+        let wrong = |what: &str| Violation::WrongReply {
+            request,
+            command,
+            reply: what.to_owned(),
+        };
+        let now = self.now;
+        match (&o.command, reply) {
+            (Command::Bind(params), Reply::Bind(result)) => {
+                let opened = match (&self.input, o.waits) {
+                    (Some(Input::SocketOpened { binding, .. }), Waits::Socket(b))
+                        if *binding == b =>
+                    {
+                        Some(b)
+                    }
+                    _ => None,
+                };
+                match (result, opened) {
+                    (Ok(info), Some(b)) if info.id == b => {
+                        let expected = Lease::requested(
+                            params.lease_secs,
+                            self.config.default_lease,
+                            self.config.max_lease,
+                        );
+                        let deadline = now + expected.as_duration();
+                        self.check_lease(b, expected, deadline, info.lease, info.expires_at)?;
+                        self.live.insert(
+                            b,
+                            LiveBinding {
+                                serial: self.next_serial,
+                                lease: expected,
+                                deadline,
+                                renew_on_traffic: params.renew_on_traffic,
+                                ring: VecDeque::new(),
+                                ring_bytes: 0,
+                                next_seq: 1,
+                                pending: 0,
+                                subscribers: Vec::new(),
+                            },
+                        );
+                        self.next_serial += 1;
+                        Ok(())
+                    }
+                    (Ok(_), _) => Err(wrong("bind succeeded without its socket opening")),
+                    (Err(BindError::ShuttingDown), None) => Ok(()),
+                    (Err(_), Some(_)) => Err(wrong("bind failed although its socket opened")),
+                    (Err(_), None) => Ok(()),
+                }
+            }
+            (Command::Unbind { binding }, Reply::Unbind(result)) => {
+                let unbound = self.closed_now.get(binding) == Some(&Cause::Unbound);
+                match result {
+                    Ok(id) if id == binding && unbound => Ok(()),
+                    Ok(_) => Err(self.liveness(request, *binding, true)),
+                    Err(BindingError::NotFound) if !unbound && !self.live.contains_key(binding) => {
+                        Ok(())
+                    }
+                    Err(BindingError::NotFound) => Err(self.liveness(request, *binding, false)),
+                }
+            }
+            (Command::Send { binding, .. }, Reply::Send(result)) => {
+                match (o.waits, result) {
+                    (Waits::Transmit, result) => match &self.input {
+                        Some(Input::Transmitted { outcome, .. })
+                            if *result == outcome.map_err(SendError::Transmit) =>
+                        {
+                            Ok(())
+                        }
+                        _ => Err(wrong("send reply differs from the transmit outcome")),
+                    },
+                    (_, Ok(_) | Err(SendError::Transmit(_))) => {
+                        Err(wrong("send answered before its transmit outcome"))
+                    }
+                    (_, Err(SendError::NotFound)) if self.live.contains_key(binding) => {
+                        Err(self.liveness(request, *binding, false))
+                    }
+                    (_, Err(SendError::NotFound | SendError::DuplicateRequest)) => Ok(()),
+                    // A refusal by policy: only a live binding gets that far.
+                    (_, Err(_)) if !self.live.contains_key(binding) => {
+                        Err(self.liveness(request, *binding, true))
+                    }
+                    (_, Err(_)) => Ok(()),
+                }
+            }
+            (
+                Command::Heartbeat {
+                    binding,
+                    lease_secs,
+                },
+                Reply::Heartbeat(result),
+            ) => match (result, self.live.get(binding)) {
+                (Ok(info), Some(b)) if info.id == *binding => {
+                    let expected = match lease_secs {
+                        Some(_) => Lease::requested(
+                            *lease_secs,
+                            self.config.default_lease,
+                            self.config.max_lease,
+                        ),
+                        None => b.lease,
+                    };
+                    let deadline = now + expected.as_duration();
+                    self.check_lease(*binding, expected, deadline, info.lease, info.expires_at)?;
+                    if let Some(b) = self.live.get_mut(binding) {
+                        b.lease = expected;
+                        b.deadline = deadline;
+                    }
+                    Ok(())
+                }
+                (Ok(_), _) => Err(self.liveness(request, *binding, true)),
+                (Err(BindingError::NotFound), Some(_)) => {
+                    Err(self.liveness(request, *binding, false))
+                }
+                (Err(BindingError::NotFound), None) => Ok(()),
+            },
+            (Command::Subscribe(params), Reply::Subscribe(result)) => {
+                let Some(b) = self.live.get_mut(&params.binding) else {
+                    return match result {
+                        Err(SubscribeError::NotFound) => Ok(()),
+                        _ => Err(self.liveness(request, params.binding, true)),
+                    };
+                };
+                let id = match result {
+                    Ok(id) => *id,
+                    Err(SubscribeError::NotFound) => {
+                        return Err(self.liveness(request, params.binding, false))
+                    }
+                    Err(SubscribeError::TooManySubscribers { .. }) => {
+                        return if b.subscribers.len() >= self.config.max_subscribers_per_binding {
+                            Ok(())
+                        } else {
+                            Err(wrong("too many subscribers below the limit"))
+                        };
+                    }
+                };
+                if self.subscribers.contains_key(&id) || self.finished.contains_key(&id) {
+                    return Err(Violation::SubscriberReused { subscriber: id });
+                }
+                let next = match params.resume_after {
+                    Some(after) => after.0.saturating_add(1).min(b.next_seq),
+                    None => b.first_undelivered(),
+                };
+                b.subscribers.push(id);
+                self.subscribers.insert(
+                    id,
+                    LiveSubscriber {
+                        binding: params.binding,
+                        credit: self.config.delivery_window,
+                        next,
+                        lagged: 0,
+                        idle: params.idle_timeout.is_some_and(|d| !d.is_zero()),
+                    },
+                );
+                Ok(())
+            }
+            (Command::Unsubscribe { subscriber }, Reply::Unsubscribe(result)) => {
+                let ended = self
+                    .ended_now
+                    .iter()
+                    .any(|&(s, _, reason)| s == *subscriber && reason == CloseReason::Unsubscribed);
+                match result {
+                    Ok(id) if id == subscriber && ended => Ok(()),
+                    Err(UnsubscribeError::NotFound(id))
+                        if id == subscriber && !self.subscribers.contains_key(subscriber) =>
+                    {
+                        Ok(())
+                    }
+                    _ => Err(wrong(
+                        "unsubscribe reply contradicts the subscriber's stream",
+                    )),
+                }
+            }
+            (Command::Status, Reply::Status(list)) => {
+                let mut live: Vec<(u64, BindingId)> =
+                    self.live.iter().map(|(id, b)| (b.serial, *id)).collect();
+                live.sort_unstable();
+                if list
+                    .iter()
+                    .map(|info| info.id)
+                    .eq(live.iter().map(|(_, id)| *id))
+                {
+                    Ok(())
+                } else {
+                    Err(wrong(
+                        "status does not list exactly the live bindings, oldest first",
+                    ))
+                }
+            }
+            (Command::Shutdown, Reply::Shutdown) => {
+                self.shut_down = true;
+                Ok(())
+            }
+            _ => Err(wrong(reply_name(reply))),
+        }
+    }
+
+    fn check_lease(
+        &self,
+        binding: BindingId,
+        expected: Lease,
+        deadline: Instant,
+        got: Lease,
+        got_expiry: SystemTime,
+    ) -> Result<(), Violation> {
+        let expected_expiry = self.wall.at(deadline);
+        if got == expected && got_expiry == expected_expiry {
+            Ok(())
+        } else {
+            Err(Violation::LeaseMismatch {
+                binding,
+                expected,
+                got,
+                expected_expiry,
+                got_expiry,
+            })
+        }
+    }
+
+    fn liveness(&self, request: RequestId, binding: BindingId, live: bool) -> Violation {
+        Violation::LivenessMismatch {
+            request,
+            binding,
+            live,
+        }
+    }
+
+    // ----- between steps -------------------------------------------------------
+
+    /// What must hold once a step's actions are drained, from the actions alone.
+    fn end_step(&mut self) -> Result<(), Violation> {
+        let step = self.step;
+        let input = self.input.take();
+        for (&request, list) in &self.outstanding {
+            for o in list {
+                let due = match (o.waits, &input) {
+                    (Waits::Reply, _) => o.step == step,
+                    (
+                        Waits::Socket(b),
+                        Some(
+                            Input::SocketOpened { binding, .. }
+                            | Input::SocketFailed { binding, .. },
+                        ),
+                    ) => b == *binding,
+                    (
+                        Waits::Socket(_),
+                        Some(Input::Command {
+                            command: Command::Shutdown,
+                            ..
+                        }),
+                    ) => true,
+                    (Waits::Transmit, Some(Input::Transmitted { request: r, .. })) => *r == request,
+                    _ => false,
+                };
+                if due {
+                    return Err(Violation::Unanswered {
+                        request,
+                        command: command_name(&o.command),
+                    });
+                }
+            }
+        }
+        if let Some(&(subscriber, _, reason)) = self.ended_now.iter().find(|(_, _, reason)| {
+            matches!(
+                reason,
+                CloseReason::Expired | CloseReason::Unbound | CloseReason::Shutdown
+            )
+        }) {
+            // The binding's close (which clears these) did not follow.
+            return Err(Violation::WrongCloseReason { subscriber, reason });
+        }
+        self.ended_now.clear();
+        self.closed_now.clear();
+        if self.shut_down {
+            if let Some((&binding, _)) = self.sockets.iter().find(|(_, s)| **s == Socket::Open) {
+                return Err(Violation::SocketLeaked { binding });
+            }
+        }
+        Ok(())
+    }
+
+    /// The engine's getters and counters against what its actions imply.
+    fn check_engine(&self, engine: &Engine) -> Result<(), Violation> {
+        for (&binding, b) in &self.live {
+            if b.deadline <= self.now {
+                return Err(Violation::LeaseOverdue {
+                    binding,
+                    overdue: self.now - b.deadline,
+                });
+            }
+        }
+        let bindings_mismatch = Violation::BindingsMismatch {
+            engine: engine.binding_count(),
+            expected: self.live.len(),
+        };
+        if engine.binding_count() != self.live.len() {
+            return Err(bindings_mismatch);
+        }
+        for &binding in self.live.keys() {
+            let info = engine.binding(&binding).ok_or(bindings_mismatch.clone())?;
+            let c = info.counters;
+            if c.received != c.delivered + c.dropped_overflow + c.pending {
+                return Err(Violation::BindingCountersUnbalanced {
+                    binding,
+                    counters: c,
+                });
+            }
+        }
+        if engine.subscriber_count() != self.subscribers.len() {
+            return Err(Violation::SubscribersMismatch {
+                engine: engine.subscriber_count(),
+                expected: self.subscribers.len(),
+            });
+        }
+        let c = engine.counters();
+        if c.received != c.delivered + c.dropped_overflow + c.dropped_closed + c.pending {
+            return Err(Violation::CountersUnbalanced { counters: c });
+        }
+        let pending: u64 = self.live.values().map(|b| b.pending).sum();
+        let t = &self.tally;
+        for (counter, engine, expected) in [
+            ("bindings_opened", c.bindings_opened, t.opened),
+            ("bindings_closed", c.bindings_closed, t.closed),
+            ("received", c.received, t.received),
+            ("delivered", c.delivered, t.delivered),
+            ("dropped_overflow", c.dropped_overflow, t.dropped_overflow),
+            ("dropped_closed", c.dropped_closed, t.dropped_closed),
+            ("dropped_unbound", c.dropped_unbound, t.dropped_unbound),
+            ("pending", c.pending, pending),
+        ] {
+            if engine != expected {
+                return Err(Violation::CounterMismatch {
+                    counter,
+                    engine,
+                    expected,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The command's name, for messages.
+fn command_name(command: &Command) -> &'static str {
+    match command {
+        Command::Bind(_) => "bind",
+        Command::Unbind { .. } => "unbind",
+        Command::Send { .. } => "send",
+        Command::Heartbeat { .. } => "heartbeat",
+        Command::Subscribe(_) => "subscribe",
+        Command::Unsubscribe { .. } => "unsubscribe",
+        Command::Status => "status",
+        Command::Shutdown => "shutdown",
+    }
+}
+
+/// The reply's kind, for messages.
+fn reply_name(reply: &Reply) -> &'static str {
+    match reply {
+        Reply::Bind(_) => "a bind reply",
+        Reply::Unbind(_) => "an unbind reply",
+        Reply::Send(_) => "a send reply",
+        Reply::Heartbeat(_) => "a heartbeat reply",
+        Reply::Subscribe(_) => "a subscribe reply",
+        Reply::Unsubscribe(_) => "an unsubscribe reply",
+        Reply::Status(_) => "a status reply",
+        Reply::Shutdown => "a shutdown reply",
+    }
+}

@@ -1,0 +1,140 @@
+//! The simulated network: datagrams in flight, with loss, duplication,
+//! reordering and delay drawn from a seed.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::SimRng;
+
+/// How the simulated network mistreats datagrams.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetworkConfig {
+    /// Chance, in thousandths, that a datagram is lost.
+    pub loss_per_mille: u32,
+    /// Chance, in thousandths, that a datagram arrives twice.
+    pub duplicate_per_mille: u32,
+    /// Chance, in thousandths, that a datagram is held back by an extra
+    /// `delay.end()`, so later ones overtake it.
+    pub reorder_per_mille: u32,
+    /// One-way delay of every datagram (each copy draws its own).
+    pub delay: RangeInclusive<Duration>,
+}
+
+impl Default for NetworkConfig {
+    /// A lossy, jittery loopback: 2 % loss, 1 % duplicates, 5 % held back, 0–5 ms delay.
+    fn default() -> Self {
+        NetworkConfig {
+            loss_per_mille: 20,
+            duplicate_per_mille: 10,
+            reorder_per_mille: 50,
+            delay: Duration::ZERO..=Duration::from_millis(5),
+        }
+    }
+}
+
+/// A datagram on the wire.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InFlight {
+    /// Sender.
+    pub from: SocketAddr,
+    /// Destination.
+    pub to: SocketAddr,
+    /// Bytes.
+    pub payload: Bytes,
+}
+
+/// What the network did to the datagrams it was given.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetworkStats {
+    /// Datagrams handed to the network.
+    pub sent: u64,
+    /// Of those, lost.
+    pub lost: u64,
+    /// Extra copies delivered.
+    pub duplicated: u64,
+    /// Copies held back so that later datagrams overtake them.
+    pub held_back: u64,
+    /// Copies that reached their destination.
+    pub arrived: u64,
+}
+
+/// Datagrams in flight, ordered by arrival time.
+///
+/// Time is an offset from the start of the run, so the network is independent
+/// of any real clock.
+#[derive(Debug)]
+pub struct Network {
+    config: NetworkConfig,
+    rng: SimRng,
+    /// Keyed by arrival time, then by send order so ties stay deterministic.
+    in_flight: BTreeMap<(Duration, u64), InFlight>,
+    serial: u64,
+    stats: NetworkStats,
+}
+
+impl Network {
+    /// A network with `config`, drawing its mischief from `rng`.
+    pub fn new(config: NetworkConfig, rng: SimRng) -> Self {
+        Network {
+            config,
+            rng,
+            in_flight: BTreeMap::new(),
+            serial: 0,
+            stats: NetworkStats::default(),
+        }
+    }
+
+    /// Hands a datagram to the network at `now`.
+    pub fn send(&mut self, now: Duration, datagram: InFlight) {
+        self.stats.sent += 1;
+        if self.rng.chance(self.config.loss_per_mille) {
+            self.stats.lost += 1;
+            return;
+        }
+        let copies = if self.rng.chance(self.config.duplicate_per_mille) {
+            self.stats.duplicated += 1;
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            let mut delay = self.rng.duration(self.config.delay.clone());
+            if self.rng.chance(self.config.reorder_per_mille) {
+                self.stats.held_back += 1;
+                delay += *self.config.delay.end();
+            }
+            self.serial += 1;
+            self.in_flight
+                .insert((now + delay, self.serial), datagram.clone());
+        }
+    }
+
+    /// When the next datagram arrives.
+    pub fn next_arrival(&self) -> Option<Duration> {
+        self.in_flight.keys().next().map(|(at, _)| *at)
+    }
+
+    /// The next datagram that has arrived by `now`.
+    pub fn pop_arrived(&mut self, now: Duration) -> Option<InFlight> {
+        let (&key, _) = self.in_flight.iter().next()?;
+        if key.0 > now {
+            return None;
+        }
+        self.stats.arrived += 1;
+        self.in_flight.remove(&key)
+    }
+
+    /// Number of datagrams in flight.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// What happened so far.
+    pub fn stats(&self) -> NetworkStats {
+        self.stats
+    }
+}

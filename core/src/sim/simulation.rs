@@ -1,0 +1,671 @@
+//! The simulation: one engine driven by a simulated runtime, network, clients
+//! and peers, all drawn from one seed.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+
+use super::client::{Client, Intent};
+use super::host::Host;
+use super::{
+    Checker, InFlight, Input, Network, NetworkConfig, NetworkStats, Record, SimClock, SimRng,
+    Trace, Violation,
+};
+use crate::{
+    Action, BindError, BindingId, CloseReason, Command, Config, ConfigError, Counters, Engine,
+    Event, Lease, Reply, RequestId, SubscriberId, TransmitError, WallClock,
+};
+
+/// Everything a run is made of. Same config (seed included): same run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimConfig {
+    /// The seed every random choice derives from.
+    pub seed: u64,
+    /// The engine's configuration. [`SimConfig::new`] picks small limits so that
+    /// overflow, lag and refusals happen often; use your daemon's own to test it.
+    pub engine: Config,
+    /// How the network mistreats datagrams.
+    pub network: NetworkConfig,
+    /// Simulated clients of the HTTP API.
+    pub clients: usize,
+    /// Simulated remote applications that send datagrams to the bindings and echo
+    /// some of what they receive.
+    pub peers: usize,
+    /// Simulated time before the shutdown.
+    pub duration: Duration,
+    /// Engine inputs before the shutdown (whichever of this and `duration` comes first).
+    pub max_steps: u64,
+    /// How late the runtime's timer may fire after the engine's deadline.
+    pub timer_slack: Duration,
+    /// Sockets the simulated host lets the runtime open (beyond: out of descriptors).
+    pub fd_limit: usize,
+}
+
+impl SimConfig {
+    /// A busy, small-limits run of `seed`: 10 clients and 3 peers over a lossy
+    /// network for up to 60 simulated seconds or 1,500 engine inputs.
+    pub fn new(seed: u64) -> Self {
+        SimConfig {
+            seed,
+            engine: Config {
+                max_bindings: 9,
+                default_lease: Lease::from_secs(5),
+                max_lease: Lease::from_secs(10),
+                max_subscribers_per_binding: 3,
+                ring_datagrams: 12,
+                ring_bytes: 256,
+                delivery_window: 4,
+                ..Config::default()
+            },
+            network: NetworkConfig::default(),
+            clients: 10,
+            peers: 3,
+            duration: Duration::from_secs(60),
+            max_steps: 1500,
+            timer_slack: Duration::from_millis(2),
+            fd_limit: 8,
+        }
+    }
+}
+
+/// What happened in a run, to show that it exercised what it should.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SimStats {
+    /// Engine inputs fed.
+    pub steps: u64,
+    /// Simulated time at the end of the run.
+    pub elapsed: Duration,
+    /// Bind replies with a binding.
+    pub binds: u64,
+    /// Bind replies with `address in use`.
+    pub addr_in_use: u64,
+    /// Bind replies with `out of descriptors`.
+    pub out_of_descriptors: u64,
+    /// Other refused binds (policy, limits, shutdown).
+    pub binds_refused: u64,
+    /// Heartbeats answered with the renewed binding.
+    pub heartbeats: u64,
+    /// Commands answered `not found` (the binding or subscriber was gone).
+    pub not_found: u64,
+    /// Successful subscribes.
+    pub subscribes: u64,
+    /// Of those, resuming after a sequence number.
+    pub resumed: u64,
+    /// Datagram events delivered to subscribers.
+    pub deliveries: u64,
+    /// `lagged` events delivered.
+    pub lagged: u64,
+    /// Streams ended by the engine, by reason.
+    pub streams_ended: StreamsEnded,
+    /// Streams the clients dropped (reported as subscriber gone).
+    pub streams_dropped: u64,
+    /// Sends answered with the bytes sent.
+    pub sends: u64,
+    /// Sends refused or failed.
+    pub send_errors: u64,
+    /// Clients that vanished.
+    pub vanished: u64,
+}
+
+/// Streams the engine ended, by [`CloseReason`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StreamsEnded {
+    /// The binding's lease ran out.
+    pub expired: u64,
+    /// The binding was unbound.
+    pub unbound: u64,
+    /// The engine shut down.
+    pub shutdown: u64,
+    /// The client unsubscribed.
+    pub unsubscribed: u64,
+    /// The stream was idle too long.
+    pub idle: u64,
+}
+
+impl StreamsEnded {
+    fn count(&mut self, reason: CloseReason) {
+        let counter = match reason {
+            CloseReason::Expired => &mut self.expired,
+            CloseReason::Unbound => &mut self.unbound,
+            CloseReason::Shutdown => &mut self.shutdown,
+            CloseReason::Unsubscribed => &mut self.unsubscribed,
+            CloseReason::Idle => &mut self.idle,
+        };
+        *counter += 1;
+    }
+}
+
+/// The outcome of a run that broke no invariant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Report {
+    /// The seed.
+    pub seed: u64,
+    /// Every input and action.
+    pub trace: Trace,
+    /// What happened.
+    pub stats: SimStats,
+    /// The engine's counters at the end.
+    pub counters: Counters,
+    /// What the network did.
+    pub network: NetworkStats,
+}
+
+/// A run that broke an invariant.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("seed {seed}, step {step}: {violation}")]
+pub struct SimError {
+    /// The seed, to replay the run.
+    pub seed: u64,
+    /// The engine input at which the violation showed.
+    pub step: u64,
+    /// What broke.
+    pub violation: Violation,
+    /// The trace up to the violation; print [`Trace::tail`] to see how it came about.
+    pub trace: Trace,
+}
+
+/// Who sent a command.
+#[derive(Clone, Copy, Debug)]
+enum Owner {
+    Client(usize),
+    /// The simulation itself (the final shutdown).
+    Operator,
+}
+
+/// Something scheduled to happen.
+#[derive(Debug)]
+enum Scheduled {
+    ClientWake(usize),
+    PeerWake(usize),
+    /// The runtime's `bind(2)` completes.
+    OpenDone {
+        binding: BindingId,
+        addr: SocketAddr,
+    },
+    /// The runtime's `sendto(2)` completes.
+    TransmitDone {
+        request: RequestId,
+        binding: BindingId,
+        dest: SocketAddr,
+        payload: Bytes,
+    },
+    /// A socket's reader task hands a datagram to the engine.
+    SocketRead {
+        binding: BindingId,
+        src: SocketAddr,
+        payload: Bytes,
+    },
+    /// An ICMP error surfaces on a socket.
+    Icmp {
+        binding: BindingId,
+    },
+    /// A stream's writer wrote one event.
+    Credit {
+        subscriber: SubscriberId,
+    },
+    /// The HTTP layer noticed a client closed its stream.
+    StreamGone {
+        subscriber: SubscriberId,
+    },
+}
+
+// Independent random streams, so a change in one part leaves the others' draws alone.
+const ENGINE_STREAM: u64 = 1;
+const NETWORK_STREAM: u64 = 2;
+const RUNTIME_STREAM: u64 = 3;
+const CLIENT_STREAM: u64 = 4;
+const PEER_STREAM: u64 = 5;
+
+/// First port of the simulated peers.
+const PEER_PORT: u16 = 9000;
+
+/// A whole simulated deployment around one [`Engine`], checked by a [`Checker`]
+/// at every step.
+///
+/// The simulation plays the runtime: it opens sockets on a simulated host (a port
+/// taken is `AddrInUse`, too many is out of descriptors), transmits through a
+/// simulated [`Network`], reads datagrams with a small delay (so some race their
+/// binding's close), returns delivery credit as each client reads its stream, and
+/// wakes the engine at its deadlines, a little late. Clients bind, send, subscribe
+/// with and without resume, heartbeat, unsubscribe, drop their streams and vanish;
+/// peers send datagrams to the bindings and echo some back. At the end it shuts the
+/// engine down and lets the runtime finish what is in flight.
+#[derive(Debug)]
+pub struct Simulation {
+    config: SimConfig,
+    clock: SimClock,
+    engine: Engine,
+    checker: Checker,
+    trace: Trace,
+    network: Network,
+    host: Host,
+    clients: Vec<Client>,
+    peers: Vec<SocketAddr>,
+    queue: BTreeMap<(Duration, u64), Scheduled>,
+    serial: u64,
+    runtime_rng: SimRng,
+    client_rng: SimRng,
+    peer_rng: SimRng,
+    requests: BTreeMap<RequestId, (Owner, Command)>,
+    next_request: u64,
+    /// Which client owns each live stream.
+    streams: BTreeMap<SubscriberId, usize>,
+    /// The engine deadline the runtime's timer is armed for, and when it fires.
+    timer: Option<(Instant, Duration)>,
+    stopping: bool,
+    stats: SimStats,
+}
+
+impl Simulation {
+    /// A simulation of `config` whose clock starts at `epoch` (any `Instant`: the
+    /// trace only holds offsets from it, so it does not change the run).
+    pub fn new(config: SimConfig, epoch: Instant) -> Result<Self, ConfigError> {
+        // A fixed wall-clock anchor keeps timestamps in the trace repeatable.
+        let wall = WallClock::new(
+            epoch,
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+        );
+        let seed = config.seed;
+        let engine_seed = SimRng::new(seed, ENGINE_STREAM).seed_bytes();
+        let engine = Engine::new(config.engine.clone(), engine_seed, wall)?;
+        let checker = Checker::new(&engine);
+        let mut client_rng = SimRng::new(seed, CLIENT_STREAM);
+        let clients = (0..config.clients)
+            .map(|_| Client::new(&mut client_rng))
+            .collect();
+        let peers = (0..config.peers)
+            .map(|i| {
+                let port = PEER_PORT.saturating_add(u16::try_from(i).unwrap_or(u16::MAX));
+                SocketAddr::from((Ipv4Addr::LOCALHOST, port))
+            })
+            .collect();
+        Ok(Simulation {
+            network: Network::new(config.network.clone(), SimRng::new(seed, NETWORK_STREAM)),
+            host: Host::new(config.fd_limit),
+            clock: SimClock::new(epoch),
+            engine,
+            checker,
+            trace: Trace::new(),
+            clients,
+            peers,
+            queue: BTreeMap::new(),
+            serial: 0,
+            runtime_rng: SimRng::new(seed, RUNTIME_STREAM),
+            client_rng,
+            peer_rng: SimRng::new(seed, PEER_STREAM),
+            requests: BTreeMap::new(),
+            next_request: 1,
+            streams: BTreeMap::new(),
+            timer: None,
+            stopping: false,
+            stats: SimStats::default(),
+            config,
+        })
+    }
+
+    /// Runs to the end: the clients act until `duration` or `max_steps`, then the
+    /// engine is shut down and the runtime drains. Every step is checked.
+    pub fn run(mut self) -> Result<Report, Box<SimError>> {
+        self.play().map_err(|violation| {
+            Box::new(SimError {
+                seed: self.config.seed,
+                step: self.checker.steps(),
+                violation,
+                trace: std::mem::take(&mut self.trace),
+            })
+        })?;
+        self.stats.steps = self.checker.steps();
+        self.stats.elapsed = self.clock.elapsed();
+        Ok(Report {
+            seed: self.config.seed,
+            trace: self.trace,
+            stats: self.stats,
+            counters: self.engine.counters(),
+            network: self.network.stats(),
+        })
+    }
+
+    fn play(&mut self) -> Result<(), Violation> {
+        for i in 0..self.clients.len() {
+            let at = self
+                .client_rng
+                .duration(Duration::ZERO..=Duration::from_secs(1));
+            self.schedule(at, Scheduled::ClientWake(i));
+        }
+        for i in 0..self.peers.len() {
+            let at = self
+                .peer_rng
+                .duration(Duration::ZERO..=Duration::from_secs(1));
+            self.schedule(at, Scheduled::PeerWake(i));
+        }
+        while self.checker.steps() < self.config.max_steps
+            && self.clock.elapsed() < self.config.duration
+            && self.tick()?
+        {}
+        // The operator shuts the daemon down; clients and peers fall silent while
+        // the runtime finishes what is in flight. That always ends: nothing new
+        // is started.
+        self.stopping = true;
+        let request = self.request(Owner::Operator, Command::Shutdown);
+        self.feed(Input::Command {
+            request,
+            command: Command::Shutdown,
+        })?;
+        while self.tick()? {}
+        self.checker.finish(&self.engine)
+    }
+
+    /// Does the next thing due. Returns `false` once nothing is left to do.
+    fn tick(&mut self) -> Result<bool, Violation> {
+        let timer = self.timer.map(|(_, at)| at);
+        let arrival = self.network.next_arrival();
+        let queued = self.queue.keys().next().map(|(at, _)| *at);
+        let Some(next) = [timer, arrival, queued].into_iter().flatten().min() else {
+            return Ok(false);
+        };
+        self.clock.advance_to(next);
+        if timer == Some(next) {
+            self.timer = None;
+            self.feed(Input::Timeout)?;
+        } else if arrival == Some(next) {
+            if let Some(datagram) = self.network.pop_arrived(next) {
+                self.arrive(datagram);
+            }
+        } else if let Some((_, scheduled)) = self.queue.pop_first() {
+            self.run_scheduled(scheduled)?;
+        }
+        Ok(true)
+    }
+
+    fn schedule(&mut self, at: Duration, what: Scheduled) {
+        self.serial += 1;
+        self.queue.insert((at, self.serial), what);
+    }
+
+    fn schedule_in(&mut self, delay: Duration, what: Scheduled) {
+        self.schedule(self.clock.elapsed() + delay, what);
+    }
+
+    fn request(&mut self, owner: Owner, command: Command) -> RequestId {
+        let request = RequestId(self.next_request);
+        self.next_request += 1;
+        self.requests.insert(request, (owner, command));
+        request
+    }
+
+    /// One engine step: record and check the input, feed it, then record, check
+    /// and carry out every action.
+    fn feed(&mut self, input: Input) -> Result<(), Violation> {
+        let now = self.clock.now();
+        self.trace.push(Record::Input {
+            at: self.clock.elapsed(),
+            input: input.clone(),
+        });
+        self.checker.on_input(&input, now)?;
+        input.apply(&mut self.engine, now);
+        while let Some(action) = self.engine.poll_action() {
+            self.trace.push(Record::Action(action.clone()));
+            self.checker.on_action(&action)?;
+            self.perform(action);
+        }
+        self.checker.on_drained(&self.engine)?;
+        // Re-arm only when the deadline moved, like a real driver.
+        let deadline = self.engine.poll_timeout();
+        if deadline != self.timer.map(|(at, _)| at) {
+            self.timer = deadline.map(|at| {
+                let slack = self
+                    .runtime_rng
+                    .duration(Duration::ZERO..=self.config.timer_slack);
+                let fire = self.clock.offset(at).max(self.clock.elapsed()) + slack;
+                (at, fire)
+            });
+        }
+        Ok(())
+    }
+
+    /// The runtime carries out an action (outcomes come back as scheduled inputs).
+    fn perform(&mut self, action: Action) {
+        match action {
+            Action::OpenSocket { binding, addr } => {
+                let delay = self
+                    .runtime_rng
+                    .duration(Duration::ZERO..=Duration::from_millis(10));
+                self.schedule_in(delay, Scheduled::OpenDone { binding, addr });
+            }
+            Action::CloseSocket { binding } => {
+                self.host.close(binding);
+            }
+            Action::Transmit {
+                request,
+                binding,
+                dest,
+                payload,
+            } => {
+                let delay = self
+                    .runtime_rng
+                    .duration(Duration::ZERO..=Duration::from_millis(1));
+                self.schedule_in(
+                    delay,
+                    Scheduled::TransmitDone {
+                        request,
+                        binding,
+                        dest,
+                        payload,
+                    },
+                );
+            }
+            Action::Deliver { subscriber, event } => {
+                match event {
+                    Event::Datagram(_) => self.stats.deliveries += 1,
+                    Event::Lagged { .. } => self.stats.lagged += 1,
+                }
+                let read = self
+                    .streams
+                    .get(&subscriber)
+                    .and_then(|&owner| self.clients[owner].on_event(subscriber, &event));
+                // A stream the client dropped returns no credit.
+                if let Some(read) = read {
+                    self.schedule_in(read, Scheduled::Credit { subscriber });
+                }
+            }
+            Action::EndStream { subscriber, reason } => {
+                self.stats.streams_ended.count(reason);
+                if let Some(owner) = self.streams.remove(&subscriber) {
+                    self.clients[owner].on_end(subscriber, reason);
+                }
+            }
+            Action::Reply { request, reply } => self.answer(request, reply),
+        }
+    }
+
+    fn answer(&mut self, request: RequestId, reply: Reply) {
+        match &reply {
+            Reply::Bind(Ok(_)) => self.stats.binds += 1,
+            Reply::Bind(Err(BindError::AddrInUse(_))) => self.stats.addr_in_use += 1,
+            Reply::Bind(Err(BindError::OutOfDescriptors)) => self.stats.out_of_descriptors += 1,
+            Reply::Bind(Err(_)) => self.stats.binds_refused += 1,
+            Reply::Heartbeat(Ok(_)) => self.stats.heartbeats += 1,
+            Reply::Heartbeat(Err(_)) | Reply::Unbind(Err(_)) | Reply::Unsubscribe(Err(_)) => {
+                self.stats.not_found += 1
+            }
+            Reply::Subscribe(Ok(_)) => self.stats.subscribes += 1,
+            Reply::Send(Ok(_)) => self.stats.sends += 1,
+            Reply::Send(Err(_)) => self.stats.send_errors += 1,
+            _ => {}
+        }
+        let Some((owner, command)) = self.requests.remove(&request) else {
+            return;
+        };
+        let Owner::Client(i) = owner else {
+            return;
+        };
+        if let (Reply::Subscribe(Ok(id)), Command::Subscribe(params)) = (&reply, &command) {
+            self.streams.insert(*id, i);
+            if params.resume_after.is_some() {
+                self.stats.resumed += 1;
+            }
+        }
+        self.clients[i].on_reply(&mut self.client_rng, &command, &reply);
+    }
+
+    fn run_scheduled(&mut self, scheduled: Scheduled) -> Result<(), Violation> {
+        match scheduled {
+            Scheduled::ClientWake(i) => self.wake_client(i)?,
+            Scheduled::PeerWake(i) => self.wake_peer(i),
+            Scheduled::OpenDone { binding, addr } => {
+                let input = match self.host.open(binding, addr) {
+                    Ok(local_addr) => Input::SocketOpened {
+                        binding,
+                        local_addr,
+                    },
+                    Err(error) => Input::SocketFailed { binding, error },
+                };
+                self.feed(input)?;
+            }
+            Scheduled::TransmitDone {
+                request,
+                binding,
+                dest,
+                payload,
+            } => {
+                let outcome = match self.host.addr_of(binding) {
+                    // Closed while the send was queued.
+                    None => Err(TransmitError::Other(io::ErrorKind::NotConnected)),
+                    Some(_) if self.runtime_rng.chance(10) => Err(TransmitError::NoBuffers),
+                    Some(from) => {
+                        let len = payload.len();
+                        let datagram = InFlight {
+                            from,
+                            to: dest,
+                            payload,
+                        };
+                        self.network.send(self.clock.elapsed(), datagram);
+                        Ok(len)
+                    }
+                };
+                self.feed(Input::Transmitted { request, outcome })?;
+            }
+            Scheduled::SocketRead {
+                binding,
+                src,
+                payload,
+            } => self.feed(Input::Datagram {
+                binding,
+                src,
+                payload,
+            })?,
+            Scheduled::Icmp { binding } => self.feed(Input::SocketError {
+                binding,
+                error: TransmitError::ConnectionRefused,
+            })?,
+            Scheduled::Credit { subscriber } => self.feed(Input::Credit {
+                subscriber,
+                credit: 1,
+            })?,
+            Scheduled::StreamGone { subscriber } => {
+                self.feed(Input::SubscriberGone { subscriber })?
+            }
+        }
+        Ok(())
+    }
+
+    fn wake_client(&mut self, i: usize) -> Result<(), Violation> {
+        if self.stopping {
+            return Ok(());
+        }
+        let mut targets = self.peers.clone();
+        targets.extend(
+            self.clients
+                .iter()
+                .enumerate()
+                .filter(|&(other, _)| other != i)
+                .filter_map(|(_, c)| c.bound_addr()),
+        );
+        let was_vanished = self.clients[i].has_vanished();
+        let (intents, next) = self.clients[i].wake(&mut self.client_rng, &targets);
+        if !was_vanished && self.clients[i].has_vanished() {
+            self.stats.vanished += 1;
+        }
+        if let Some(next) = next {
+            self.schedule_in(next, Scheduled::ClientWake(i));
+        }
+        for intent in intents {
+            match intent {
+                Intent::Command(command) => {
+                    let request = self.request(Owner::Client(i), command.clone());
+                    self.feed(Input::Command { request, command })?;
+                }
+                Intent::DropStream(subscriber) => {
+                    self.stats.streams_dropped += 1;
+                    self.streams.remove(&subscriber);
+                    let delay = self
+                        .runtime_rng
+                        .duration(Duration::ZERO..=Duration::from_millis(50));
+                    self.schedule_in(delay, Scheduled::StreamGone { subscriber });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn wake_peer(&mut self, i: usize) {
+        if self.stopping {
+            return;
+        }
+        let bound: Vec<SocketAddr> = self.clients.iter().filter_map(|c| c.bound_addr()).collect();
+        let to = if bound.is_empty() || self.peer_rng.chance(100) {
+            // A port nobody may hold.
+            let port = 49_152 + self.peer_rng.below(64) as u16;
+            SocketAddr::from((Ipv4Addr::LOCALHOST, port))
+        } else {
+            bound[self.peer_rng.index(bound.len())]
+        };
+        let len = self.peer_rng.index(64);
+        let payload = Bytes::from(vec![i as u8; len]);
+        let datagram = InFlight {
+            from: self.peers[i],
+            to,
+            payload,
+        };
+        self.network.send(self.clock.elapsed(), datagram);
+        let next = self
+            .peer_rng
+            .duration(Duration::from_millis(10)..=Duration::from_millis(400));
+        self.schedule_in(next, Scheduled::PeerWake(i));
+    }
+
+    /// A datagram reaches its destination address.
+    fn arrive(&mut self, datagram: InFlight) {
+        if let Some(binding) = self.host.socket_at(datagram.to) {
+            // The reader task picks it up a moment later, maybe after the close.
+            let delay = self
+                .runtime_rng
+                .duration(Duration::ZERO..=Duration::from_millis(1));
+            self.schedule_in(
+                delay,
+                Scheduled::SocketRead {
+                    binding,
+                    src: datagram.from,
+                    payload: datagram.payload,
+                },
+            );
+        } else if self.peers.contains(&datagram.to) {
+            if !self.stopping && self.peer_rng.chance(400) {
+                let echo = InFlight {
+                    from: datagram.to,
+                    to: datagram.from,
+                    payload: datagram.payload,
+                };
+                self.network.send(self.clock.elapsed(), echo);
+            }
+        } else if let Some(binding) = self.host.socket_at(datagram.from) {
+            // Nobody listens: the kernel answers port unreachable.
+            if self.runtime_rng.chance(500) {
+                self.schedule_in(Duration::from_micros(100), Scheduled::Icmp { binding });
+            }
+        }
+    }
+}
