@@ -1,0 +1,86 @@
+//! The end-to-end conformance suite of the Porthole HTTP API, written once and
+//! run against every runtime.
+//!
+//! Every case starts its own server over loopback through a [`ServerFactory`],
+//! talks to it with a real HTTP client ([`client`]) and real UDP sockets, and
+//! shuts it down. A runtime crate runs the whole suite with one macro call in
+//! an integration test:
+//!
+//! ```ignore
+//! struct MyRuntime;
+//! impl porthole_conformance::ServerFactory for MyRuntime { /* ... */ }
+//! porthole_conformance::conformance_suite!(MyRuntime);
+//! ```
+//!
+//! Each case is bounded in time (every read has a timeout) and uses loopback only.
+
+#![forbid(unsafe_code)]
+
+pub mod cases;
+pub mod client;
+
+use std::net::SocketAddr;
+
+pub use porthole_driver::{porthole_core, ServerConfig, Token};
+
+/// Starts a server on one runtime. The suite calls it once per case, from the
+/// test's thread; the server must run on threads of its own.
+pub trait ServerFactory: Sync {
+    /// Starts a server with `config` (its `listen` address is loopback port 0)
+    /// and returns once it accepts connections.
+    fn start(&self, config: ServerConfig) -> Box<dyn TestServer>;
+}
+
+/// A running server.
+pub trait TestServer: Send {
+    /// The address it listens on.
+    fn addr(&self) -> SocketAddr;
+
+    /// Shuts it down (`Server::shutdown`) and returns once that completed.
+    fn shutdown(self: Box<Self>);
+}
+
+/// Defines one `#[test]` per conformance case, each running against servers
+/// from `$factory` (an expression of a type implementing [`ServerFactory`]).
+#[macro_export]
+macro_rules! conformance_suite {
+    ($factory:expr) => {
+        $crate::conformance_suite!(@cases $factory, [
+            bind_answers_201_with_binding_info,
+            status_lists_live_bindings_oldest_first,
+            unbind_answers_unbound_and_frees_the_port,
+            send_reaches_the_destination_and_answers_bytes_sent,
+            recv_streams_datagrams_as_server_sent_events,
+            two_bindings_talk_to_each_other,
+            heartbeat_renews_the_lease_with_put_and_post,
+            malformed_requests_are_400,
+            token_guards_every_v1_route,
+            policy_refusals_are_403,
+            unknown_bindings_are_404,
+            unknown_routes_are_404_and_wrong_methods_405,
+            binding_a_port_in_use_is_409,
+            oversized_payloads_and_bodies_are_413,
+            max_bindings_is_429,
+            max_subscribers_is_429,
+            lease_expires_on_time_and_frees_the_port,
+            last_event_id_resumes_after_that_event,
+            datagrams_wait_while_nobody_subscribes,
+            two_subscribers_each_get_every_datagram,
+            unbind_ends_streams_with_closed_unbound,
+            idle_for_closes_a_quiet_stream,
+            keep_alive_comments_flow_on_quiet_streams,
+            slow_subscriber_lags_while_another_keeps_up,
+            disconnecting_clients_leave_the_server_healthy,
+            shutdown_closes_every_socket_and_ends_every_stream,
+            ipv6_loopback_bindings_work,
+        ]);
+    };
+    (@cases $factory:expr, [$($case:ident),* $(,)?]) => {
+        $(
+            #[test]
+            fn $case() {
+                $crate::cases::$case(&$factory);
+            }
+        )*
+    };
+}
