@@ -485,13 +485,16 @@ impl Engine {
     fn advance(&mut self, now: Instant) -> Instant {
         let now = now.max(self.now);
         self.now = now;
-        while let Some((_, timer)) = self.timers.pop_due(now) {
+        // An entry whose true deadline moved later is re-filed at that deadline
+        // rather than fired: timers that are all past `now` (a late wake) still
+        // fire in time order, so a stream idle before its lease ran out ends `idle`.
+        while let Some((at, timer)) = self.timers.pop_due(now) {
             match timer {
                 Timer::Lease(key) => {
                     let Some(b) = self.bindings.get_mut(key) else {
                         continue;
                     };
-                    if b.deadline <= now {
+                    if b.deadline <= at {
                         self.close(key, CloseReason::Expired);
                     } else {
                         // Traffic moved the deadline; catch the entry up.
@@ -508,7 +511,7 @@ impl Engine {
                         continue;
                     };
                     let due = s.last_activity + idle;
-                    if due <= now {
+                    if due <= at {
                         s.idle_scheduled = None;
                         self.remove_subscriber(id);
                         self.actions.push_back(Action::EndStream {
