@@ -510,7 +510,10 @@ impl Engine {
                         s.idle_scheduled = None;
                         continue;
                     };
-                    let due = s.last_activity + idle;
+                    let Some(due) = s.last_activity.checked_add(idle) else {
+                        s.idle_scheduled = None;
+                        continue;
+                    };
                     if due <= at {
                         s.idle_scheduled = None;
                         self.remove_subscriber(id);
@@ -653,8 +656,11 @@ impl Engine {
         }
         let id = SubscriberId(self.next_subscriber);
         self.next_subscriber += 1;
-        let idle_timeout = params.idle_timeout.filter(|d| !d.is_zero());
-        let idle_scheduled = idle_timeout.map(|d| now + d);
+        // The client chooses the timeout; one past the end of the clock means never.
+        let idle_timeout = params
+            .idle_timeout
+            .filter(|d| !d.is_zero() && now.checked_add(*d).is_some());
+        let idle_scheduled = idle_timeout.and_then(|d| now.checked_add(d));
         let mut s = Subscriber {
             binding: key,
             cursor: Subscriber::start_cursor(b, params.resume_after),

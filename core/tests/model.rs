@@ -1321,3 +1321,53 @@ fn stream_idle_before_its_lease_ran_out_ends_idle_even_on_a_late_wake() {
         ]
     );
 }
+
+/// Regression: `idle_for` comes from the client (`?idle_for=N` seconds, any u64);
+/// an idle timeout past the end of the clock panicked on `Instant + Duration`,
+/// taking the daemon's engine down. It now means "never idle".
+#[test]
+fn idle_timeout_beyond_the_clock_never_ends_the_stream() {
+    let mut sut = Sut::new();
+    let now = sut.start;
+    let step = |sut: &mut Sut, input: Input| {
+        sut.checker
+            .step(&mut sut.engine, input, now)
+            .unwrap_or_else(|v| panic!("{v}"))
+    };
+    let bind = sut.command(Command::Bind(BindParams::new(SocketAddr::from((
+        [127, 0, 0, 1],
+        0,
+    )))));
+    let actions = step(&mut sut, bind);
+    let Some(Action::OpenSocket { binding, .. }) = actions.first().cloned() else {
+        panic!("no open: {actions:?}");
+    };
+    let opened = Input::SocketOpened {
+        binding,
+        local_addr: SocketAddr::from(([127, 0, 0, 1], 40_000)),
+    };
+    step(&mut sut, opened);
+    for secs in [u64::MAX, 1 << 62] {
+        let mut params = SubscribeParams::new(binding);
+        params.idle_timeout = Some(Duration::from_secs(secs));
+        let subscribe = sut.command(Command::Subscribe(params));
+        let actions = step(&mut sut, subscribe);
+        assert!(
+            matches!(
+                actions.as_slice(),
+                [Action::Reply {
+                    reply: Reply::Subscribe(Ok(_)),
+                    ..
+                }]
+            ),
+            "{actions:?}"
+        );
+        let datagram = Input::Datagram {
+            binding,
+            src: peer(),
+            payload: Bytes::from_static(b"x"),
+        };
+        step(&mut sut, datagram);
+    }
+    assert_eq!(sut.engine.subscriber_count(), 2);
+}
