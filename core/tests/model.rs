@@ -64,6 +64,14 @@ enum SubTarget {
     Stranger,
 }
 
+/// How the runtime's transmit went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    Sent,
+    Refused,
+    NoBuffers,
+}
+
 #[derive(Clone, Debug)]
 enum Transition {
     Bind {
@@ -87,10 +95,18 @@ enum Transition {
         target: Target,
         len: usize,
         forbidden_dest: bool,
+        /// Reuse the request id of this in-flight send (an embedding bug the
+        /// engine must refuse, not confuse).
+        reuse: Option<usize>,
     },
     Transmitted {
         index: usize,
-        ok: bool,
+        outcome: Outcome,
+    },
+    /// A receive error on the binding's socket.
+    SocketError {
+        target: Target,
+        icmp: bool,
     },
     Subscribe {
         target: Target,
@@ -133,6 +149,8 @@ struct BCounters {
     missed: u64,
     sent: u64,
     send_errors: u64,
+    icmp_errors: u64,
+    recv_errors: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -465,10 +483,17 @@ impl Model {
                 target,
                 len,
                 forbidden_dest,
+                reuse,
             } => {
-                let request = self.request();
+                let request = match reuse {
+                    Some(index) => self.transmits[index].0,
+                    None => self.request(),
+                };
                 match self.live(target) {
                     None => self.reply(request, Shape::Send(Err(ErrorCode::NotFound))),
+                    Some(_) if reuse.is_some() => {
+                        self.reply(request, Shape::Send(Err(ErrorCode::DuplicateRequest)))
+                    }
                     Some(_) if forbidden_dest => {
                         self.reply(request, Shape::Send(Err(ErrorCode::DestinationForbidden)))
                     }
@@ -482,23 +507,44 @@ impl Model {
                     }
                 }
             }
-            Transition::Transmitted { index, ok } => {
+            Transition::Transmitted { index, outcome } => {
                 let (request, i, len) = self.transmits.remove(index);
                 let live = self.bindings[i].state == BState::Live;
-                let shape = if ok {
-                    self.counters.sent += 1;
-                    if live {
-                        self.bindings[i].counters.sent += 1;
+                let c = &mut self.bindings[i].counters;
+                let shape = match outcome {
+                    Outcome::Sent => {
+                        self.counters.sent += 1;
+                        if live {
+                            c.sent += 1;
+                        }
+                        Ok(len)
                     }
-                    Ok(len)
-                } else {
-                    self.counters.send_errors += 1;
-                    if live {
-                        self.bindings[i].counters.send_errors += 1;
+                    Outcome::Refused | Outcome::NoBuffers => {
+                        self.counters.send_errors += 1;
+                        if live {
+                            c.send_errors += 1;
+                            if outcome == Outcome::Refused {
+                                c.icmp_errors += 1;
+                            }
+                        }
+                        Err(if outcome == Outcome::Refused {
+                            ErrorCode::DestinationUnreachable
+                        } else {
+                            ErrorCode::OutOfResources
+                        })
                     }
-                    Err(ErrorCode::DestinationUnreachable)
                 };
                 self.reply(request, Shape::Send(shape));
+            }
+            Transition::SocketError { target, icmp } => {
+                if let Some(i) = self.live(target) {
+                    let c = &mut self.bindings[i].counters;
+                    if icmp {
+                        c.icmp_errors += 1;
+                    } else {
+                        c.recv_errors += 1;
+                    }
+                }
             }
             Transition::Subscribe {
                 target,
@@ -729,12 +775,32 @@ impl ReferenceStateMachine for Reference {
             ),
             (
                 30,
-                (target.clone(), 0..32usize, prop::bool::weighted(0.1))
-                    .prop_map(|(target, len, forbidden_dest)| Transition::Send {
+                (
+                    target.clone(),
+                    0..32usize,
+                    prop::bool::weighted(0.1),
+                    if state.transmits.is_empty() {
+                        Just(None).boxed()
+                    } else {
+                        prop_oneof![
+                            9 => Just(None),
+                            1 => (0..state.transmits.len()).prop_map(Some),
+                        ]
+                        .boxed()
+                    },
+                )
+                    .prop_map(|(target, len, forbidden_dest, reuse)| Transition::Send {
                         target,
                         len,
                         forbidden_dest,
+                        reuse,
                     })
+                    .boxed(),
+            ),
+            (
+                4,
+                (target.clone(), any::<bool>())
+                    .prop_map(|(target, icmp)| Transition::SocketError { target, icmp })
                     .boxed(),
             ),
             (
@@ -795,8 +861,15 @@ impl ReferenceStateMachine for Reference {
         if !state.transmits.is_empty() {
             choices.push((
                 42,
-                (0..state.transmits.len(), prop::bool::weighted(0.8))
-                    .prop_map(|(index, ok)| Transition::Transmitted { index, ok })
+                (
+                    0..state.transmits.len(),
+                    prop_oneof![
+                        8 => Just(Outcome::Sent),
+                        1 => Just(Outcome::Refused),
+                        1 => Just(Outcome::NoBuffers),
+                    ],
+                )
+                    .prop_map(|(index, outcome)| Transition::Transmitted { index, outcome })
                     .boxed(),
             ));
         }
@@ -833,11 +906,14 @@ impl ReferenceStateMachine for Reference {
                 .get(*binding)
                 .is_some_and(|b| matches!(b.state, BState::Opening { .. })),
             Transition::Transmitted { index, .. } => *index < state.transmits.len(),
+            Transition::Send { target, reuse, .. } => {
+                target_ok(target) && reuse.is_none_or(|i| i < state.transmits.len())
+            }
             Transition::Unbind(target)
             | Transition::Heartbeat { target, .. }
-            | Transition::Send { target, .. }
             | Transition::Subscribe { target, .. }
-            | Transition::Datagram { target, .. } => target_ok(target),
+            | Transition::Datagram { target, .. }
+            | Transition::SocketError { target, .. } => target_ok(target),
             Transition::Unsubscribe(sub)
             | Transition::Gone(sub)
             | Transition::Credit { sub, .. } => sub_ok(sub),
@@ -967,6 +1043,7 @@ impl Sut {
                 target,
                 len,
                 forbidden_dest,
+                reuse,
             } => {
                 let binding = self.binding(target);
                 let dest = if forbidden_dest {
@@ -974,23 +1051,38 @@ impl Sut {
                 } else {
                     peer()
                 };
-                self.command(Command::Send {
+                let command = Command::Send {
                     binding,
                     dest,
                     payload: Bytes::from(vec![0x5a; len]),
-                })
+                };
+                match reuse {
+                    Some(index) => Input::Command {
+                        request: self.transmits[index].0,
+                        command,
+                    },
+                    None => self.command(command),
+                }
             }
-            Transition::Transmitted { index, ok } => {
+            Transition::Transmitted { index, outcome } => {
                 let (request, len) = self.transmits.remove(index);
                 Input::Transmitted {
                     request,
-                    outcome: if ok {
-                        Ok(len)
-                    } else {
-                        Err(TransmitError::ConnectionRefused)
+                    outcome: match outcome {
+                        Outcome::Sent => Ok(len),
+                        Outcome::Refused => Err(TransmitError::ConnectionRefused),
+                        Outcome::NoBuffers => Err(TransmitError::NoBuffers),
                     },
                 }
             }
+            Transition::SocketError { target, icmp } => Input::SocketError {
+                binding: self.binding(target),
+                error: if icmp {
+                    TransmitError::ConnectionRefused
+                } else {
+                    TransmitError::Other(std::io::ErrorKind::Other)
+                },
+            },
             Transition::Subscribe {
                 target,
                 resume_after,
@@ -1180,9 +1272,9 @@ impl StateMachineTest for EngineVsModel {
             );
             assert_eq!(c.pending, m.pending, "pending of {i}");
             assert_eq!(
-                (c.sent, c.send_errors),
-                (m.sent, m.send_errors),
-                "send counters of {i}"
+                (c.sent, c.send_errors, c.icmp_errors, c.recv_errors),
+                (m.sent, m.send_errors, m.icmp_errors, m.recv_errors),
+                "send and error counters of {i}"
             );
         }
         let c = engine.counters();

@@ -486,3 +486,32 @@ fn checker_reports_sockets_left_open_by_shutdown() {
         Err(Violation::SocketLeaked { binding })
     );
 }
+
+#[test]
+fn checker_tells_apart_two_commands_in_flight_under_one_request_id() {
+    let mut rig = Rig::new(Config::default());
+    let request = RequestId(1);
+    let bind = Command::Bind(BindParams::new(addr("127.0.0.1:0")));
+    let actions = rig.feed(Input::Command {
+        request,
+        command: bind,
+    });
+    let Some(Action::OpenSocket { binding, .. }) = actions.first().cloned() else {
+        panic!("no open: {actions:?}");
+    };
+    // The shutdown reuses the id of the bind still waiting for its socket: both
+    // get their own reply, the bind's first.
+    let actions = rig.feed(Input::Command {
+        request,
+        command: Command::Shutdown,
+    });
+    assert_eq!(actions.len(), 2, "{actions:?}");
+    let actions = rig.feed(Input::SocketOpened {
+        binding,
+        local_addr: addr("127.0.0.1:40000"),
+    });
+    assert_eq!(actions, vec![Action::CloseSocket { binding }]);
+    rig.checker
+        .finish(&rig.engine)
+        .expect("every command answered once");
+}

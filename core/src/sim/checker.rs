@@ -764,31 +764,16 @@ impl Checker {
             .outstanding
             .get_mut(&request)
             .ok_or(Violation::UnexpectedReply { request })?;
-        // The command fed in this step first (a refused duplicate), then any
-        // command whose awaited outcome this step's input is.
-        let index = list
+        // Among the commands this step may answer, the one of the reply's kind:
+        // a request id may be in flight twice (a duplicate, refused at once).
+        let answerable: Vec<usize> = (0..list.len())
+            .filter(|&i| answerable(&list[i], step, input, request))
+            .collect();
+        let index = answerable
             .iter()
-            .position(|o| o.step == step && o.waits == Waits::Reply)
-            .or_else(|| {
-                list.iter().position(|o| match (o.waits, input) {
-                    (
-                        Waits::Socket(b),
-                        Some(
-                            Input::SocketOpened { binding, .. }
-                            | Input::SocketFailed { binding, .. },
-                        ),
-                    ) => b == *binding,
-                    (
-                        Waits::Socket(_),
-                        Some(Input::Command {
-                            command: Command::Shutdown,
-                            ..
-                        }),
-                    ) => true,
-                    (Waits::Transmit, Some(Input::Transmitted { request: r, .. })) => *r == request,
-                    _ => false,
-                })
-            })
+            .copied()
+            .find(|&i| same_kind(&list[i].command, reply))
+            .or(answerable.first().copied())
             .ok_or(Violation::UnexpectedReply { request })?;
         let o = list.remove(index);
         if list.is_empty() {
@@ -1036,25 +1021,7 @@ impl Checker {
         let input = self.input.take();
         for (&request, list) in &self.outstanding {
             for o in list {
-                let due = match (o.waits, &input) {
-                    (Waits::Reply, _) => o.step == step,
-                    (
-                        Waits::Socket(b),
-                        Some(
-                            Input::SocketOpened { binding, .. }
-                            | Input::SocketFailed { binding, .. },
-                        ),
-                    ) => b == *binding,
-                    (
-                        Waits::Socket(_),
-                        Some(Input::Command {
-                            command: Command::Shutdown,
-                            ..
-                        }),
-                    ) => true,
-                    (Waits::Transmit, Some(Input::Transmitted { request: r, .. })) => *r == request,
-                    _ => false,
-                };
+                let due = answerable(o, step, input.as_ref(), request);
                 if due {
                     return Err(Violation::Unanswered {
                         request,
@@ -1141,6 +1108,42 @@ impl Checker {
         }
         Ok(())
     }
+}
+
+/// Whether `o` may be answered in this step: fed in it, or waiting for the
+/// outcome this step's input reports (or cancelled by this step's shutdown).
+fn answerable(o: &Outstanding, step: u64, input: Option<&Input>, request: RequestId) -> bool {
+    match (o.waits, input) {
+        (Waits::Reply, _) => o.step == step,
+        (
+            Waits::Socket(b),
+            Some(Input::SocketOpened { binding, .. } | Input::SocketFailed { binding, .. }),
+        ) => b == *binding,
+        (
+            Waits::Socket(_),
+            Some(Input::Command {
+                command: Command::Shutdown,
+                ..
+            }),
+        ) => true,
+        (Waits::Transmit, Some(Input::Transmitted { request: r, .. })) => *r == request,
+        _ => false,
+    }
+}
+
+/// Whether `reply` is the kind of answer `command` gets.
+fn same_kind(command: &Command, reply: &Reply) -> bool {
+    matches!(
+        (command, reply),
+        (Command::Bind(_), Reply::Bind(_))
+            | (Command::Unbind { .. }, Reply::Unbind(_))
+            | (Command::Send { .. }, Reply::Send(_))
+            | (Command::Heartbeat { .. }, Reply::Heartbeat(_))
+            | (Command::Subscribe(_), Reply::Subscribe(_))
+            | (Command::Unsubscribe { .. }, Reply::Unsubscribe(_))
+            | (Command::Status, Reply::Status(_))
+            | (Command::Shutdown, Reply::Shutdown)
+    )
 }
 
 /// The command's name, for messages.
