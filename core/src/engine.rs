@@ -700,7 +700,10 @@ impl Engine {
             return;
         };
         self.by_id.remove(&b.id);
-        self.timers.remove(b.scheduled, Timer::Lease(key));
+        if reason != CloseReason::Expired {
+            // Expiry comes from `advance`, which has already popped this entry.
+            self.timers.remove(b.scheduled, Timer::Lease(key));
+        }
         for &id in &b.subscribers {
             if let Some(s) = self.subscribers.remove(&id) {
                 if let Some(at) = s.idle_scheduled {
