@@ -54,12 +54,6 @@ impl Decoder {
         Decoder::Seq,
         Decoder::Network,
     ];
-
-    /// The selector byte that picks this decoder.
-    pub fn selector(self) -> u8 {
-        // ALL has 9 entries: the position always fits a byte.
-        Decoder::ALL.iter().position(|&d| d == self).unwrap_or(0) as u8
-    }
 }
 
 /// Runs one input: selector byte, then the decoder's input.

@@ -161,7 +161,8 @@ pub fn check(input: &Input) {
             secs,
             nanos,
         } => {
-            let d = Duration::new(*secs, 0) + Duration::from_nanos(u64::from(*nanos));
+            // Below a second, so `Duration::new` cannot carry into (and overflow) the seconds.
+            let d = Duration::new(*secs, nanos % 1_000_000_000);
             let t = if *before_epoch {
                 UNIX_EPOCH.checked_sub(d)
             } else {
