@@ -9,7 +9,8 @@
 //!
 //! Targets (issue 2): the three phases together under 3 s; at most 512 bytes of
 //! engine memory per idle binding. Times are printed, not asserted; the memory
-//! figure is printed with PASS/FAIL against its target.
+//! figure is printed with PASS/FAIL against its target. Run as a test
+//! (`cargo test --benches`) it goes through the same phases with 10,000 bindings.
 
 use std::alloc::System;
 use std::hint::black_box;
@@ -25,6 +26,9 @@ use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 const BINDINGS: usize = 1_000_000;
+/// Bindings when run as a test (`cargo test --benches`, without `--bench`): enough
+/// to check that the phases work, quick in a debug build.
+const SMOKE_BINDINGS: usize = 10_000;
 const LEASE_SECS: u64 = 300;
 const MEMORY_TARGET: f64 = 512.0;
 const TIME_TARGET: Duration = Duration::from_secs(3);
@@ -64,11 +68,11 @@ impl Phase {
         (phase, out)
     }
 
-    fn print(&self, name: &str, note: &str) {
+    fn print(&self, name: &str, bindings: usize, note: &str) {
         println!(
             "{name:<11} {:>7.3} s  {:>5.0} ns per binding  (cpu: user {:.2} s, system {:.2} s; {} page faults){note}",
             self.time.as_secs_f64(),
-            self.time.as_nanos() as f64 / BINDINGS as f64,
+            self.time.as_nanos() as f64 / bindings as f64,
             self.user.as_secs_f64(),
             self.system.as_secs_f64(),
             self.faults,
@@ -77,28 +81,31 @@ impl Phase {
 }
 
 fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` does not.
+    let bench = std::env::args().any(|arg| arg == "--bench");
+    let bindings = if bench { BINDINGS } else { SMOKE_BINDINGS };
     let start = Instant::now();
     let wall = WallClock::new(start, SystemTime::UNIX_EPOCH + Duration::from_secs(1 << 30));
     let config = Config {
-        max_bindings: BINDINGS,
+        max_bindings: bindings,
         default_lease: Lease::from_secs(LEASE_SECS),
         ..Config::default()
     };
     let mut engine = Engine::new(config, [9; 32], wall).expect("valid config");
     // The bench's own bookkeeping is allocated up front, outside the measurement.
-    let mut ids: Vec<BindingId> = Vec::with_capacity(BINDINGS);
+    let mut ids: Vec<BindingId> = Vec::with_capacity(bindings);
     let local = SocketAddr::from(([127, 0, 0, 1], 0));
     let mut now = start;
 
     println!(
-        "lease churn: {BINDINGS} bindings, lease {LEASE_SECS} s (an Action is {} bytes)",
+        "lease churn: {bindings} bindings, lease {LEASE_SECS} s (an Action is {} bytes)",
         std::mem::size_of::<Action>()
     );
     let before = live_bytes();
 
     // Phase 1: bind. Each bind is the two-phase exchange a runtime carries out.
     let (bind, ()) = Phase::run(|| {
-        for i in 0..BINDINGS {
+        for i in 0..bindings {
             now += STEP;
             engine.handle_command(
                 RequestId(i as u64),
@@ -125,9 +132,9 @@ fn main() {
         }
     });
     let after_bind = live_bytes();
-    assert_eq!(engine.binding_count(), BINDINGS);
-    assert_eq!(ids.len(), BINDINGS);
-    let per_binding = (after_bind - before) as f64 / BINDINGS as f64;
+    assert_eq!(engine.binding_count(), bindings);
+    assert_eq!(ids.len(), bindings);
+    let per_binding = (after_bind - before) as f64 / bindings as f64;
 
     // Phase 2: heartbeat each binding once, later, so every deadline moves.
     now += Duration::from_secs(10);
@@ -136,7 +143,7 @@ fn main() {
         for (i, &binding) in ids.iter().enumerate() {
             now += STEP;
             engine.handle_command(
-                RequestId((BINDINGS + i) as u64),
+                RequestId((bindings + i) as u64),
                 Command::Heartbeat {
                     binding,
                     lease_secs: None,
@@ -178,10 +185,10 @@ fn main() {
         }
         closed
     });
-    assert_eq!(closed, BINDINGS);
+    assert_eq!(closed, bindings);
     assert_eq!(engine.binding_count(), 0);
     assert_eq!(engine.poll_timeout(), None);
-    assert_eq!(engine.counters().bindings_expired, BINDINGS as u64);
+    assert_eq!(engine.counters().bindings_expired, bindings as u64);
     let retained = live_bytes() - before;
 
     let expire = Phase {
@@ -191,10 +198,11 @@ fn main() {
         system: timeout.system + drain.system,
     };
     let total = bind.time + heartbeat.time + expire.time;
-    bind.print("bind", "");
-    heartbeat.print("heartbeat", "");
+    bind.print("bind", bindings, "");
+    heartbeat.print("heartbeat", bindings, "");
     expire.print(
         "expire",
+        bindings,
         &format!(
             " (handle_timeout {:.3} s, draining {closed} CloseSocket {:.3} s)",
             timeout.time.as_secs_f64(),
@@ -211,12 +219,12 @@ fn main() {
         total.as_secs_f64(),
         cpu.as_secs_f64(),
         TIME_TARGET.as_secs(),
-        verdict(total < TIME_TARGET)
+        verdict(bench, total < TIME_TARGET)
     );
     println!(
         "memory      {per_binding:>7.1} bytes per idle binding ({} bytes in all)  target <= {MEMORY_TARGET}: {}",
         after_bind - before,
-        verdict(per_binding <= MEMORY_TARGET)
+        verdict(bench, per_binding <= MEMORY_TARGET)
     );
     println!(
         "            {:.1} MB live with the close actions queued; {:.1} MB kept as capacity once all expired",
@@ -252,10 +260,11 @@ struct ProcStat {
     system: Duration,
 }
 
-fn verdict(pass: bool) -> &'static str {
-    if pass {
-        "PASS"
-    } else {
-        "FAIL"
+/// The targets are for 1,000,000 bindings; a smoke run is not judged.
+fn verdict(bench: bool, pass: bool) -> &'static str {
+    match (bench, pass) {
+        (false, _) => "not judged (smoke run)",
+        (true, true) => "PASS",
+        (true, false) => "FAIL",
     }
 }
