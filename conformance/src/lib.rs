@@ -13,11 +13,15 @@
 //! ```
 //!
 //! Each case is bounded in time (every read has a timeout) and uses loopback only.
+//!
+//! The daemon binaries are checked as a user runs them by [`daemon`]'s cases,
+//! with `porthole_conformance::daemon_suite!(env!("CARGO_BIN_EXE_<name>"))`.
 
 #![forbid(unsafe_code)]
 
 pub mod cases;
 pub mod client;
+pub mod daemon;
 
 use std::net::SocketAddr;
 
@@ -80,6 +84,29 @@ macro_rules! conformance_suite {
             #[test]
             fn $case() {
                 $crate::cases::$case(&$factory);
+            }
+        )*
+    };
+}
+
+/// Defines one `#[test]` per [`daemon`] case, each running the binary at
+/// `$exe` (an expression of a type that is `AsRef<Path>`, typically
+/// `env!("CARGO_BIN_EXE_<name>")`).
+#[macro_export]
+macro_rules! daemon_suite {
+    ($exe:expr) => {
+        $crate::daemon_suite!(@cases $exe, [
+            quickstart_works_against_the_binary_and_sigterm_exits_cleanly,
+            binary_reads_its_flags_from_the_environment_and_exits_cleanly_on_ctrl_c,
+            binary_refuses_bad_flags_with_usage_errors,
+            binary_refuses_an_unusable_configuration_with_status_2,
+        ]);
+    };
+    (@cases $exe:expr, [$($case:ident),* $(,)?]) => {
+        $(
+            #[test]
+            fn $case() {
+                $crate::daemon::$case(::std::path::Path::new($exe));
             }
         )*
     };

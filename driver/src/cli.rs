@@ -1,17 +1,36 @@
 //! The command line both binaries share (`porthole` on tokio, `porthole-smol`
 //! on smol): `serve` and its flags, each also read from a `PORTHOLE_*`
-//! environment variable, and logging set up from `RUST_LOG`.
+//! environment variable, logging set up from `RUST_LOG`, and the daemon's life
+//! from start to exit ([`Serve`]), so that a binary only picks its runtime:
+//!
+//! ```no_run
+//! # fn block_on(f: impl std::future::Future<Output = std::process::ExitCode>) -> std::process::ExitCode { unimplemented!() }
+//! # fn my_runtime() -> std::sync::Arc<dyn porthole_driver::Runtime> { unimplemented!() }
+//! use porthole_driver::cli::Serve;
+//!
+//! fn main() -> std::process::ExitCode {
+//!     let serve = match Serve::from_args("porthole-mine") {
+//!         Ok(serve) => serve,
+//!         Err(exit) => return exit,
+//!     };
+//!     block_on(serve.run(my_runtime()))
+//! }
+//! ```
 
+use std::fmt::Display;
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
+use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use clap::Parser;
-use clap::{Args, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Subcommand};
 use porthole_core::policy::Network;
 use porthole_core::{Config, Lease};
 
-use crate::server::ServerConfig;
+use crate::runtime::Runtime;
+use crate::server::{Server, ServerConfig};
 use crate::token::{Token, TokenError};
 
 /// Porthole: lease host UDP sockets over HTTP.
@@ -120,6 +139,104 @@ impl ServeArgs {
             token,
             engine,
         })
+    }
+}
+
+/// A `serve` command line, parsed: what a binary's `main` runs on its runtime.
+#[derive(Debug)]
+pub struct Serve {
+    /// The binary's name, for `--version` and error messages.
+    name: &'static str,
+    config: ServerConfig,
+}
+
+/// Exit status for flags that parse but do not make a usable configuration
+/// (clap uses the same for flags that do not parse).
+const USAGE_ERROR: u8 = 2;
+
+impl Serve {
+    /// Parses the process's arguments and environment and sets up logging.
+    /// Help, version and usage errors are printed and exit the process as clap
+    /// does; an unusable configuration is printed and returned as exit status 2.
+    pub fn from_args(name: &'static str) -> Result<Self, ExitCode> {
+        let mut matches = Cli::command().name(name).get_matches();
+        let cli = Cli::from_arg_matches_mut(&mut matches).unwrap_or_else(|e| e.exit());
+        init_logging();
+        let CliCommand::Serve(args) = cli.command;
+        match args.server_config() {
+            Ok(config) => Ok(Serve { name, config }),
+            Err(e) => {
+                eprintln!("{name}: {e}");
+                Err(ExitCode::from(USAGE_ERROR))
+            }
+        }
+    }
+
+    /// The configuration the command line describes.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// Reports that the daemon cannot run (say, its runtime did not start)
+    /// and returns the exit status for it.
+    pub fn fail(&self, why: impl Display) -> ExitCode {
+        eprintln!("{}: {why}", self.name);
+        ExitCode::FAILURE
+    }
+
+    /// Runs the daemon on `runtime` until Ctrl-C or SIGTERM, then shuts it down
+    /// (every stream ends with `closed`/`shutdown`) and returns success.
+    ///
+    /// Prints one line on stdout once it listens, `porthole listening on
+    /// http://ADDR`, which scripts (and the tests) read the address from.
+    pub async fn run(self, runtime: Arc<dyn Runtime>) -> ExitCode {
+        // Before listening: a signal that comes once the address is out must
+        // shut down gracefully, not kill the process.
+        let signal = ShutdownSignal::install();
+        let server = match Server::start(runtime, self.config.clone()) {
+            Ok(server) => server,
+            Err(e) => return self.fail(e),
+        };
+        println!("porthole listening on http://{}", server.local_addr());
+        signal.recv().await;
+        server.shutdown().await;
+        ExitCode::SUCCESS
+    }
+}
+
+/// Ctrl-C (SIGINT), SIGTERM or SIGHUP, caught on a thread of its own, so any
+/// runtime can wait for it.
+#[derive(Debug)]
+pub struct ShutdownSignal {
+    /// `None` when the handler could not be installed: wait forever (the
+    /// signal then ends the process the default way).
+    caught: Option<async_channel::Receiver<()>>,
+}
+
+impl ShutdownSignal {
+    /// Installs the process's handler. Call it once per process.
+    pub fn install() -> Self {
+        let (tx, rx) = async_channel::bounded(1);
+        match ctrlc::set_handler(move || {
+            let _ = tx.try_send(());
+        }) {
+            Ok(()) => ShutdownSignal { caught: Some(rx) },
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot catch Ctrl-C and SIGTERM; they end the process at once");
+                ShutdownSignal { caught: None }
+            }
+        }
+    }
+
+    /// Waits for the signal.
+    pub async fn recv(&self) {
+        match &self.caught {
+            // The handler keeps the sender for the life of the process.
+            Some(rx) => {
+                let _ = rx.recv().await;
+            }
+            None => futures_lite::future::pending().await,
+        }
     }
 }
 

@@ -348,7 +348,7 @@ impl Driver {
                 self.runtime.spawn(Box::pin(async move {
                     let outcome = futures_lite::future::or(
                         async {
-                            poll_fn(|cx| slot.poll_send_to(cx, &payload, dest))
+                            slot.send_to(&payload, dest)
                                 .await
                                 .map_err(|e| TransmitError::from_io(&e))
                         },

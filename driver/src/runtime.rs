@@ -46,16 +46,20 @@ pub trait AsyncTimer: Send + Sync + Debug {
     /// Makes the timer fire at `deadline` instead, whether or not it already fired.
     fn reset(self: Pin<&mut Self>, deadline: Instant);
 
-    /// Ready once the deadline has passed; otherwise registers `cx`'s waker.
+    /// Ready once the deadline has passed, and again on every poll until the
+    /// next [`reset`](AsyncTimer::reset); otherwise registers `cx`'s waker.
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()>;
 }
 
 /// A UDP socket registered with a reactor, used readiness-first: wait until
 /// readable (or writable), then call the `try_` method until it would block.
 ///
-/// `try_recv_from` and `try_send_to` must clear the readiness the reactor
-/// recorded when they return [`io::ErrorKind::WouldBlock`], so that the next
-/// `poll_*_ready` waits for a new event instead of spinning.
+/// Once a `try_` method returned [`io::ErrorKind::WouldBlock`], the next
+/// `poll_*_ready` of that direction must wait for a new event from the reactor
+/// instead of reporting ready again (tokio clears its recorded readiness in
+/// `try_*`; async-io reports each event to `poll_readable`/`poll_writable` once).
+/// The driver polls each direction from one task at a time, so a runtime may
+/// keep a single waker per direction.
 pub trait AsyncUdpSocket: Send + Sync + Debug {
     /// Ready when a datagram (or an error) can be read; otherwise registers `cx`'s waker.
     fn poll_recv_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;

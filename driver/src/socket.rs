@@ -54,6 +54,10 @@ pub(crate) struct Batch {
 #[derive(Debug)]
 pub(crate) struct SocketSlot {
     socket: RwLock<Option<Box<dyn AsyncUdpSocket>>>,
+    /// Held by the one task at a time that waits for the socket to become
+    /// writable: runtimes keep one waker per direction, so two waiting senders
+    /// would lose a wake-up (tokio) or wake each other in turn (async-io).
+    send_turn: async_lock::Mutex<()>,
     /// Closed (never sent on) when the socket is closed, to wake the tasks that wait on it.
     stop_tx: async_channel::Sender<Infallible>,
     stop_rx: async_channel::Receiver<Infallible>,
@@ -71,6 +75,7 @@ impl SocketSlot {
         let (stop_tx, stop_rx) = async_channel::bounded(1);
         SocketSlot {
             socket: RwLock::new(Some(socket)),
+            send_turn: async_lock::Mutex::new(()),
             stop_tx,
             stop_rx,
         }
@@ -100,8 +105,15 @@ impl SocketSlot {
         socket.try_send_to(payload, dest)
     }
 
+    /// Sends once the socket is writable, waiting behind any other sender
+    /// that is already waiting.
+    pub(crate) async fn send_to(&self, payload: &[u8], dest: SocketAddr) -> io::Result<usize> {
+        let _turn = self.send_turn.lock().await;
+        futures_lite::future::poll_fn(|cx| self.poll_send_to(cx, payload, dest)).await
+    }
+
     /// Sends once the socket is writable.
-    pub(crate) fn poll_send_to(
+    fn poll_send_to(
         &self,
         cx: &mut Context<'_>,
         payload: &[u8],
@@ -224,5 +236,118 @@ pub(crate) async fn read_socket(
         if !delivered {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::task::{Wake, Waker};
+
+    use super::*;
+
+    /// A socket whose send buffer is full until `writable` is set and which,
+    /// like tokio's and async-io's, keeps only the latest waker per direction.
+    #[derive(Debug, Default)]
+    struct FullSocket {
+        writable: AtomicBool,
+        send_waker: Mutex<Option<Waker>>,
+    }
+
+    #[derive(Debug)]
+    struct Shared(Arc<FullSocket>);
+
+    impl AsyncUdpSocket for Shared {
+        fn poll_recv_ready(&self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Pending
+        }
+
+        fn try_recv_from(&self, _: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+            Err(io::ErrorKind::WouldBlock.into())
+        }
+
+        fn poll_send_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            if self.0.writable.load(Ordering::SeqCst) {
+                return Poll::Ready(Ok(()));
+            }
+            *self.0.send_waker.lock().unwrap() = Some(cx.waker().clone());
+            Poll::Pending
+        }
+
+        fn try_send_to(&self, buf: &[u8], _: SocketAddr) -> io::Result<usize> {
+            if self.0.writable.load(Ordering::SeqCst) {
+                Ok(buf.len())
+            } else {
+                Err(io::ErrorKind::WouldBlock.into())
+            }
+        }
+
+        fn local_addr(&self) -> io::Result<SocketAddr> {
+            Ok(SocketAddr::from(([127, 0, 0, 1], 9)))
+        }
+    }
+
+    /// A task's waker for an executor that polls only woken tasks.
+    struct Flag(AtomicBool);
+
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    type Task<'a> = (
+        Pin<Box<dyn Future<Output = io::Result<usize>> + 'a>>,
+        Arc<Flag>,
+    );
+
+    fn task<'a>(future: impl Future<Output = io::Result<usize>> + 'a) -> Task<'a> {
+        // Runnable at first, as a freshly spawned task is.
+        (Box::pin(future), Arc::new(Flag(AtomicBool::new(true))))
+    }
+
+    /// Polls every woken task until none is woken; returns what the finished ones sent.
+    fn run_woken(tasks: &mut Vec<Task<'_>>) -> Vec<usize> {
+        let mut sent = Vec::new();
+        while tasks.iter().any(|(_, flag)| flag.0.load(Ordering::SeqCst)) {
+            tasks.retain_mut(|(future, flag)| {
+                if !flag.0.swap(false, Ordering::SeqCst) {
+                    return true;
+                }
+                let waker = Waker::from(Arc::clone(flag));
+                match future.as_mut().poll(&mut Context::from_waker(&waker)) {
+                    Poll::Ready(outcome) => {
+                        sent.push(outcome.expect("sent"));
+                        false
+                    }
+                    Poll::Pending => true,
+                }
+            });
+        }
+        sent
+    }
+
+    #[test]
+    fn senders_waiting_on_a_full_socket_all_finish_once_it_drains() {
+        let socket = Arc::new(FullSocket::default());
+        let slot = SocketSlot::new(Box::new(Shared(Arc::clone(&socket))));
+        let dest = SocketAddr::from(([127, 0, 0, 1], 9));
+        let mut tasks = vec![
+            task(slot.send_to(b"first", dest)),
+            task(slot.send_to(b"second", dest)),
+        ];
+        assert!(run_woken(&mut tasks).is_empty());
+        assert_eq!(tasks.len(), 2, "both wait while the buffer is full");
+
+        // The buffer drains: the reactor wakes the one waker it holds.
+        socket.writable.store(true, Ordering::SeqCst);
+        if let Some(waker) = socket.send_waker.lock().unwrap().take() {
+            waker.wake();
+        }
+        assert_eq!(run_woken(&mut tasks), vec![5, 6]);
+        assert!(tasks.is_empty(), "a waiting sender was never woken");
     }
 }

@@ -1,66 +1,25 @@
-//! `porthole serve`: the daemon on tokio.
+//! `porthole serve`: the daemon on tokio. The command line and the daemon's
+//! life (signals, the address line, exit status) are the driver's
+//! [`porthole_driver::cli::Serve`]; this binary only brings the runtime.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use porthole_driver::cli::{init_logging, Cli, CliCommand, Parser};
+use porthole_driver::cli::Serve;
+use porthole_tokio::TokioRuntime;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_logging();
-    let CliCommand::Serve(args) = cli.command;
-    let config = match args.server_config() {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("porthole: {e}");
-            return ExitCode::from(2);
-        }
+    let serve = match Serve::from_args("porthole") {
+        Ok(serve) => serve,
+        Err(exit) => return exit,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("porthole: cannot start the tokio runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return serve.fail(format_args!("cannot start the tokio runtime: {e}")),
     };
-    runtime.block_on(async {
-        let server = match porthole_tokio::serve(config).await {
-            Ok(server) => server,
-            Err(e) => {
-                eprintln!("porthole: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        // The one line on stdout: scripts (and the tests) read the address from it.
-        println!("porthole listening on http://{}", server.local_addr());
-        shutdown_signal().await;
-        server.shutdown().await;
-        ExitCode::SUCCESS
-    })
-}
-
-/// Ctrl-C, or SIGTERM on Unix.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C still works");
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
+    let tokio = Arc::new(TokioRuntime::new(runtime.handle().clone()));
+    runtime.block_on(serve.run(tokio))
 }
