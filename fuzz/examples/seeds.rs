@@ -565,6 +565,26 @@ fn main() {
         ],
     );
 
+    engine_seed(
+        &engine,
+        "client-chosen-extremes",
+        roomy,
+        vec![
+            bind(Some(255), false),
+            opened.clone(),
+            dgram(1),
+            subscribe(Some(255), Some(255)),
+            Op::Heartbeat {
+                binding: p(0),
+                lease_secs: Some(255),
+            },
+            subscribe(None, Some(255)),
+            dgram(2),
+            Op::Wait { millis: u16::MAX },
+            Op::WaitForTimeout,
+        ],
+    );
+
     let id = [
         0x1b, 0x4e, 0x28, 0xba, 0x2f, 0xa1, 0x41, 0xd2, 0x88, 0x3f, 0x00, 0x16, 0xd3, 0xcc, 0xa4,
         0x27,

@@ -207,7 +207,7 @@ pub enum Op {
         addr: BindAddr,
         /// Port: 0, or a fixed one.
         fixed_port: bool,
-        /// Requested lease.
+        /// Requested lease, seconds (255: `u64::MAX`).
         lease_secs: Option<u8>,
         /// `allow_remote`.
         allow_remote: bool,
@@ -233,16 +233,16 @@ pub enum Op {
     Heartbeat {
         /// Binding.
         binding: Pick,
-        /// New lease.
+        /// New lease, seconds (255: `u64::MAX`).
         lease_secs: Option<u8>,
     },
     /// `Command::Subscribe`.
     Subscribe {
         /// Binding.
         binding: Pick,
-        /// `Last-Event-ID`.
+        /// `Last-Event-ID` (255: `u64::MAX`).
         resume_after: Option<u8>,
-        /// `idle_for`, seconds.
+        /// `idle_for`, seconds (255: `u64::MAX`).
         idle_secs: Option<u8>,
     },
     /// `Command::Unsubscribe`.
@@ -484,7 +484,7 @@ impl Runtime {
             } => {
                 let params = BindParams {
                     addr: SocketAddr::new(addr.ip(), if fixed_port { 40_000 } else { 0 }),
-                    lease_secs: lease_secs.map(u64::from),
+                    lease_secs: lease_secs.map(wide),
                     allow_remote,
                     renew_on_traffic,
                 };
@@ -513,7 +513,7 @@ impl Runtime {
             } => {
                 let command = Command::Heartbeat {
                     binding: self.binding(binding),
-                    lease_secs: lease_secs.map(u64::from),
+                    lease_secs: lease_secs.map(wide),
                 };
                 self.command(None, command);
             }
@@ -524,8 +524,8 @@ impl Runtime {
             } => {
                 let params = SubscribeParams {
                     binding: self.binding(binding),
-                    resume_after: resume_after.map(|s| Seq(u64::from(s))),
-                    idle_timeout: idle_secs.map(|s| Duration::from_secs(u64::from(s))),
+                    resume_after: resume_after.map(|s| Seq(wide(s))),
+                    idle_timeout: idle_secs.map(|s| Duration::from_secs(wide(s))),
                 };
                 self.command(None, Command::Subscribe(params));
             }
@@ -768,6 +768,16 @@ impl Runtime {
             None,
             "a timer outlived everything"
         );
+    }
+}
+
+/// A client-chosen number: small, or (for 255) the largest a client can send,
+/// which must be clamped or refused rather than overflow a deadline or a cursor.
+fn wide(v: u8) -> u64 {
+    if v == u8::MAX {
+        u64::MAX
+    } else {
+        u64::from(v)
     }
 }
 
