@@ -29,7 +29,9 @@ mod token;
 pub use api::{Api, DriverGoneError};
 pub use body::ApiBody;
 pub use porthole::{Porthole, StartError};
-pub use runtime::{AsyncTcpListener, AsyncTimer, AsyncUdpSocket, BoxFuture, Connection, Runtime};
+pub use runtime::{
+    AsyncTcpListener, AsyncTimer, AsyncUdpSocket, BoxFuture, Connection, Runtime, TcpConnection,
+};
 pub use server::{Server, ServerConfig, DEFAULT_LISTEN};
 pub use token::{Token, TokenError};
 

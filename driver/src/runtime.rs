@@ -95,6 +95,89 @@ pub trait Connection: hyper::rt::Read + hyper::rt::Write + Send + Unpin + 'stati
     fn set_nodelay(&self, nodelay: bool) -> io::Result<()>;
 }
 
+/// A [`Connection`] made of a runtime's stream already adapted to hyper's IO
+/// traits (tokio's `TokioIo`, smol-hyper's `FuturesIo`, …) and the way to set
+/// `TCP_NODELAY` on it, so a runtime writes no forwarding code of its own.
+pub struct TcpConnection<T> {
+    io: T,
+    set_nodelay: fn(&T, bool) -> io::Result<()>,
+    vectored: bool,
+}
+
+impl<T: hyper::rt::Write> TcpConnection<T> {
+    /// Wraps `io`; `set_nodelay` reaches the socket inside it.
+    pub fn new(io: T, set_nodelay: fn(&T, bool) -> io::Result<()>) -> Self {
+        let vectored = io.is_write_vectored();
+        TcpConnection {
+            io,
+            set_nodelay,
+            vectored,
+        }
+    }
+
+    /// Tells hyper the stream writes several buffers in one call (`writev`),
+    /// for adapters that do so without saying it.
+    pub fn with_vectored_writes(mut self) -> Self {
+        self.vectored = true;
+        self
+    }
+}
+
+impl<T> Debug for TcpConnection<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpConnection").finish_non_exhaustive()
+    }
+}
+
+impl<T> Connection for TcpConnection<T>
+where
+    T: hyper::rt::Read + hyper::rt::Write + Send + Unpin + 'static,
+{
+    fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        (self.set_nodelay)(&self.io, nodelay)
+    }
+}
+
+impl<T: hyper::rt::Read + Unpin> hyper::rt::Read for TcpConnection<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for TcpConnection<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.vectored
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+}
+
 /// Waits until `timer` fires.
 pub(crate) async fn sleep(timer: &mut Pin<Box<dyn AsyncTimer>>) {
     futures_lite::future::poll_fn(|cx| timer.as_mut().poll(cx)).await;

@@ -19,7 +19,7 @@
 #![forbid(unsafe_code)]
 
 use std::io;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
@@ -27,7 +27,9 @@ use std::time::Instant;
 
 use async_executor::Executor;
 use async_io::Async;
-use porthole_driver::{AsyncTcpListener, AsyncTimer, AsyncUdpSocket, BoxFuture, Connection};
+use porthole_driver::{
+    AsyncTcpListener, AsyncTimer, AsyncUdpSocket, BoxFuture, Connection, TcpConnection,
+};
 use smol_hyper::rt::FuturesIo;
 
 pub use porthole_driver::{
@@ -151,7 +153,13 @@ impl AsyncTcpListener for TcpListener {
             match self.0.get_ref().accept() {
                 Ok((stream, peer)) => {
                     let io = Async::new(stream)?;
-                    let io: Box<dyn Connection> = Box::new(TcpConnection(FuturesIo::new(io)));
+                    let io: Box<dyn Connection> = Box::new(
+                        // `Async<TcpStream>` writes vectors with one `writev`.
+                        TcpConnection::new(FuturesIo::new(io), |io, on| {
+                            io.get_ref().get_ref().set_nodelay(on)
+                        })
+                        .with_vectored_writes(),
+                    );
                     return Poll::Ready(Ok((io, peer)));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -165,57 +173,6 @@ impl AsyncTcpListener for TcpListener {
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
         self.0.get_ref().local_addr()
-    }
-}
-
-/// An accepted connection, adapted to hyper's IO traits by smol-hyper.
-struct TcpConnection(FuturesIo<Async<TcpStream>>);
-
-impl Connection for TcpConnection {
-    fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
-        self.0.get_ref().get_ref().set_nodelay(nodelay)
-    }
-}
-
-impl hyper::rt::Read for TcpConnection {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: hyper::rt::ReadBufCursor<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-}
-
-impl hyper::rt::Write for TcpConnection {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
-    }
-
-    /// `Async<TcpStream>` writes vectors with one `writev`, so hyper may hand
-    /// it headers and body without copying them together.
-    fn is_write_vectored(&self) -> bool {
-        true
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
     }
 }
 

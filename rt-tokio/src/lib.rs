@@ -21,7 +21,9 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use hyper_util::rt::TokioIo;
-use porthole_driver::{AsyncTcpListener, AsyncTimer, AsyncUdpSocket, BoxFuture, Connection};
+use porthole_driver::{
+    AsyncTcpListener, AsyncTimer, AsyncUdpSocket, BoxFuture, Connection, TcpConnection,
+};
 
 pub use porthole_driver::{
     porthole_core, Api, ApiBody, Porthole, Runtime, Server, ServerConfig, StartError, Token,
@@ -138,62 +140,16 @@ impl AsyncTcpListener for TcpListener {
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<(Box<dyn Connection>, SocketAddr)>> {
         self.0.poll_accept(cx).map_ok(|(stream, peer)| {
-            let io: Box<dyn Connection> = Box::new(TcpConnection(TokioIo::new(stream)));
+            let io: Box<dyn Connection> =
+                Box::new(TcpConnection::new(TokioIo::new(stream), |io, on| {
+                    io.inner().set_nodelay(on)
+                }));
             (io, peer)
         })
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
         self.0.local_addr()
-    }
-}
-
-/// An accepted connection, adapted to hyper's IO traits by hyper-util.
-struct TcpConnection(TokioIo<tokio::net::TcpStream>);
-
-impl Connection for TcpConnection {
-    fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
-        self.0.inner().set_nodelay(nodelay)
-    }
-}
-
-impl hyper::rt::Read for TcpConnection {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: hyper::rt::ReadBufCursor<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-}
-
-impl hyper::rt::Write for TcpConnection {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.0.is_write_vectored()
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
     }
 }
 
