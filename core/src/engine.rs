@@ -70,6 +70,9 @@ impl Counters {
     }
 }
 
+/// Capacity the action queue, id map and slab keep after a burst has drained.
+const RETAINED_CAPACITY: usize = 4096;
+
 /// A socket asked for but not reported yet.
 #[derive(Debug)]
 struct Opening {
@@ -154,7 +157,12 @@ impl Engine {
     /// The next action for the runtime, in order. Drain after every input.
     #[must_use]
     pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
+        let action = self.actions.pop_front();
+        if action.is_none() && self.actions.capacity() > RETAINED_CAPACITY {
+            // A burst (mass expiry, shutdown) grew the queue; don't keep it forever.
+            self.actions.shrink_to(RETAINED_CAPACITY);
+        }
+        action
     }
 
     /// When the engine next needs [`handle_timeout`](Self::handle_timeout): the
@@ -728,6 +736,21 @@ impl Engine {
         self.counters.bindings_closed += 1;
         if reason == CloseReason::Expired {
             self.counters.bindings_expired += 1;
+        }
+        self.reclaim();
+    }
+
+    /// Gives memory back after a burst of bindings has gone. The id map shrinks
+    /// once it is a quarter full (amortised O(1): it has to fall by three
+    /// quarters between shrinks); the slab only when empty, since its keys are
+    /// in the timer set and cannot move.
+    fn reclaim(&mut self) {
+        let capacity = self.by_id.capacity();
+        if capacity > RETAINED_CAPACITY && self.by_id.len() < capacity / 4 {
+            self.by_id.shrink_to(self.by_id.len() * 2);
+        }
+        if self.bindings.is_empty() && self.bindings.capacity() > RETAINED_CAPACITY {
+            self.bindings.shrink_to_fit();
         }
     }
 
