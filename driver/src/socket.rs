@@ -236,6 +236,11 @@ pub(crate) async fn read_socket(
         if !delivered {
             return;
         }
+        // Give the driver and the event streams a turn before reading more. A
+        // socket that always has datagrams would otherwise keep this task
+        // running (tokio polls a task until it returns pending), and the
+        // engine would drop, as lag, what the streams had no turn to write.
+        futures_lite::future::yield_now().await;
     }
 }
 
