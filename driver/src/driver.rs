@@ -2,7 +2,7 @@
 //! (commands, datagram batches, credit, outcomes, time) and carries out the
 //! engine's actions; it decides nothing itself.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -22,8 +22,12 @@ use crate::runtime::{AsyncTimer, Runtime};
 use crate::socket::{read_socket, Batch, Received, SocketSlot};
 
 /// Most datagram batches queued for the driver; readers wait (and the kernel
-/// buffers, then drops) beyond this.
-pub(crate) const BATCH_QUEUE: usize = 256;
+/// buffers, then drops) beyond this. Small on purpose: a reader on another
+/// thread must not run ahead of the driver by more than the replay ring holds,
+/// or a driver that the OS did not schedule for a moment comes back to more
+/// datagrams than its subscribers can be given before the ring lets them go.
+/// The kernel's buffer is the place for a backlog.
+pub(crate) const BATCH_QUEUE: usize = 2;
 
 /// Inputs handled before the driver carries out actions and checks its timer again.
 const INPUTS_PER_TURN: usize = 64;
@@ -91,6 +95,8 @@ pub(crate) struct Driver {
     batches: Receiver<Batch>,
     batches_tx: Sender<Batch>,
     sockets: HashMap<BindingId, Arc<SocketSlot>>,
+    /// Bindings whose reader is held (see [`SocketSlot::hold`]).
+    held: HashSet<BindingId>,
     streams: HashMap<SubscriberId, StreamSink>,
     waiting: HashMap<RequestId, Waiting>,
 }
@@ -112,6 +118,7 @@ impl Driver {
             batches,
             batches_tx,
             sockets: HashMap::new(),
+            held: HashSet::new(),
             streams: HashMap::new(),
             waiting: HashMap::new(),
         }
@@ -241,10 +248,12 @@ impl Driver {
             }
             Input::Credit { subscriber, credit } => {
                 self.engine.handle_credit(subscriber, credit, now);
+                self.update_holds();
             }
             Input::SubscriberGone(subscriber) => {
                 self.streams.remove(&subscriber);
                 self.engine.handle_subscriber_gone(subscriber, now);
+                self.update_holds();
             }
             Input::Transmitted { request, outcome } => {
                 self.engine.handle_transmitted(request, outcome, now);
@@ -265,6 +274,41 @@ impl Driver {
                 }
             }
         }
+        self.update_hold(batch.binding);
+    }
+
+    /// Holds a binding's reader while it has subscribers and every one of
+    /// them is out of credit (the engine then has datagrams nobody got yet),
+    /// and releases it once one of them can take more. A multi-threaded
+    /// runtime would otherwise keep reading while the thread of a stream's
+    /// writer is not scheduled, and the replay ring would lose to lag what the
+    /// kernel's larger buffer could have kept.
+    fn update_hold(&mut self, binding: BindingId) {
+        let Some(slot) = self.sockets.get(&binding) else {
+            self.held.remove(&binding);
+            return;
+        };
+        let behind = self
+            .engine
+            .binding(&binding)
+            .is_some_and(|b| b.subscribers > 0 && b.counters.pending > 0);
+        slot.hold(behind);
+        if behind {
+            self.held.insert(binding);
+        } else {
+            self.held.remove(&binding);
+        }
+    }
+
+    /// Re-checks every held reader (after credit came back or a subscriber left).
+    fn update_holds(&mut self) {
+        if self.held.is_empty() {
+            return;
+        }
+        let held: Vec<BindingId> = self.held.iter().copied().collect();
+        for binding in held {
+            self.update_hold(binding);
+        }
     }
 
     fn carry_out_actions(&mut self) {
@@ -272,6 +316,7 @@ impl Driver {
             match action {
                 Action::OpenSocket { binding, addr } => self.open_socket(binding, addr),
                 Action::CloseSocket { binding } => {
+                    self.held.remove(&binding);
                     if let Some(slot) = self.sockets.remove(&binding) {
                         slot.close();
                     }
@@ -338,8 +383,9 @@ impl Driver {
                 let slot = Arc::new(SocketSlot::new(socket));
                 self.sockets.insert(binding, Arc::clone(&slot));
                 let batches = self.batches_tx.clone();
+                let runtime = Arc::clone(&self.runtime);
                 self.runtime
-                    .spawn(Box::pin(read_socket(binding, slot, batches)));
+                    .spawn(Box::pin(read_socket(binding, slot, batches, runtime)));
                 tracing::debug!(%binding, %local, "socket opened");
                 self.engine.handle_socket_opened(binding, local, now);
             }
