@@ -325,6 +325,7 @@ pub(crate) async fn read_socket(
         if !open {
             return;
         }
+        let full = items.len() >= MAX_BATCH;
         let batch = Batch { binding, items };
         let delivered = or(async { batches.send(batch).await.is_ok() }, async {
             slot.closed().await;
@@ -334,11 +335,15 @@ pub(crate) async fn read_socket(
         if !delivered {
             return;
         }
-        // Give the driver and the event streams a turn before reading more. A
-        // socket that always has datagrams would otherwise keep this task
-        // running (tokio polls a task until it returns pending), and the
-        // engine would drop, as lag, what the streams had no turn to write.
-        futures_lite::future::yield_now().await;
+        if full {
+            // More is likely waiting: give the driver and the event streams a
+            // turn before reading it. A socket that always has datagrams would
+            // otherwise keep this task running (tokio polls a task until it
+            // returns pending). A short batch emptied the socket: the next
+            // read waits for the reactor anyway, and a yield would only cost
+            // a scheduling round (on tokio, the wake-up of an idle worker).
+            futures_lite::future::yield_now().await;
+        }
     }
 }
 
