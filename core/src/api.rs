@@ -281,13 +281,18 @@ impl JsonResponse {
 
 /// RFC 3339 UTC with microseconds, clamped to years 1970–9999 (the formatter's range).
 pub fn timestamp(t: SystemTime) -> String {
+    formatted(t).to_string()
+}
+
+/// The formatter for [`timestamp`], for writing without an intermediate `String`.
+fn formatted(t: SystemTime) -> humantime::Rfc3339Timestamp {
     const MAX: Duration = Duration::from_secs(253_402_300_799);
     let t = match t.duration_since(UNIX_EPOCH) {
         Ok(d) if d <= MAX => t,
         Ok(_) => UNIX_EPOCH + MAX,
         Err(_) => UNIX_EPOCH,
     };
-    humantime::format_rfc3339_micros(t).to_string()
+    humantime::format_rfc3339_micros(t)
 }
 
 /// `BindingInfo` as the API shows it: koi-udp's fields, then the extensions.
@@ -434,7 +439,7 @@ pub fn encode_datagram(out: &mut Vec<u8>, d: &Datagram) {
     let _ = write!(
         s,
         "\",\"received_at\":\"{}\"}}\n\n",
-        timestamp(d.received_at)
+        formatted(d.received_at)
     );
 }
 

@@ -419,6 +419,18 @@ impl Engine {
             .map(|&key| self.info(&self.bindings[key]))
     }
 
+    /// Whether the binding's subscribers are all behind: it has subscribers, and
+    /// datagrams none of them could take yet (they are out of credit). A runtime
+    /// may then leave further datagrams in the kernel's socket buffer for a
+    /// moment instead of reading them into a replay ring that would have to let
+    /// older ones go. `false` for an unknown binding.
+    pub fn is_backlogged(&self, id: &BindingId) -> bool {
+        self.by_id.get(id).is_some_and(|&key| {
+            let b = &self.bindings[key];
+            !b.subscribers.is_empty() && b.counters.pending > 0
+        })
+    }
+
     /// Every live binding, oldest first.
     pub fn bindings(&self) -> Vec<BindingInfo> {
         let mut all: Vec<&Binding> = self.bindings.iter().map(|(_, b)| b).collect();

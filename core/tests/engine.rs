@@ -1322,6 +1322,36 @@ fn subscriber_without_credit_gets_a_lagged_notice_with_the_exact_count_first() {
 }
 
 #[test]
+fn binding_is_backlogged_only_while_every_subscriber_is_out_of_credit() {
+    let mut h = Harness::with_config(Config {
+        delivery_window: 2,
+        ..Config::default()
+    });
+    let waiting = h.bind_loopback(Duration::ZERO);
+    h.datagrams(waiting.id, 3, ms(1));
+    assert!(
+        !h.engine.is_backlogged(&waiting.id),
+        "nobody subscribed: waiting in the ring is not a backlog"
+    );
+    let b = h.bind_loopback(Duration::ZERO);
+    let s = h.subscribe(b.id, ms(1));
+    h.datagrams(b.id, 2, ms(2));
+    assert!(!h.engine.is_backlogged(&b.id), "1 and 2 delivered");
+    h.datagram(b.id, "d3", ms(5));
+    assert!(
+        h.engine.is_backlogged(&b.id),
+        "out of credit with 3 undelivered"
+    );
+    h.credit(s, 2, ms(6));
+    assert!(
+        !h.engine.is_backlogged(&b.id),
+        "credit returned, 3 delivered"
+    );
+    let unknown: BindingId = "1b4e28ba-2fa1-41d2-883f-0016d3cca427".parse().unwrap();
+    assert!(!h.engine.is_backlogged(&unknown));
+}
+
+#[test]
 fn credit_beyond_the_window_is_clamped() {
     let mut h = Harness::with_config(Config {
         delivery_window: 4,

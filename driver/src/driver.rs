@@ -288,10 +288,7 @@ impl Driver {
             self.held.remove(&binding);
             return;
         };
-        let behind = self
-            .engine
-            .binding(&binding)
-            .is_some_and(|b| b.subscribers > 0 && b.counters.pending > 0);
+        let behind = self.engine.is_backlogged(&binding);
         slot.hold(behind);
         if behind {
             self.held.insert(binding);
