@@ -120,9 +120,9 @@ pub struct Engine {
     actions: VecDeque<Action>,
     next_subscriber: u64,
     next_serial: u64,
+    /// Engine-wide counters, plus the per-binding counters of closed bindings
+    /// (live bindings are added in [`counters`](Self::counters)).
     counters: Counters,
-    /// Counters of closed bindings, summed.
-    retired: Counters,
     shut_down: bool,
 }
 
@@ -147,7 +147,6 @@ impl Engine {
             next_subscriber: 1,
             next_serial: 0,
             counters: Counters::default(),
-            retired: Counters::default(),
             shut_down: false,
         })
     }
@@ -371,8 +370,8 @@ impl Engine {
         } else {
             // Closed while the datagram was in flight: keep the engine totals right.
             match outcome {
-                Ok(_) => self.retired.sent += 1,
-                Err(_) => self.retired.send_errors += 1,
+                Ok(_) => self.counters.sent += 1,
+                Err(_) => self.counters.send_errors += 1,
             }
         }
         self.reply(request, Reply::Send(outcome.map_err(SendError::Transmit)));
@@ -456,23 +455,6 @@ impl Engine {
     /// Engine-wide counters (sums over live and closed bindings).
     pub fn counters(&self) -> Counters {
         let mut c = self.counters;
-        c.received = 0;
-        c.delivered = 0;
-        c.dropped_overflow = 0;
-        c.pending = 0;
-        c.missed = 0;
-        c.sent = 0;
-        c.send_errors = 0;
-        c.add_binding(&BindingCounters {
-            received: self.retired.received,
-            delivered: self.retired.delivered,
-            dropped_overflow: self.retired.dropped_overflow,
-            missed: self.retired.missed,
-            sent: self.retired.sent,
-            send_errors: self.retired.send_errors,
-            ..BindingCounters::default()
-        });
-        c.dropped_closed = self.retired.dropped_closed;
         for (_, b) in &self.bindings {
             c.add_binding(&b.counters);
         }
@@ -737,14 +719,10 @@ impl Engine {
         }
         self.actions
             .push_back(Action::CloseSocket { binding: b.id });
-        let c = &b.counters;
-        self.retired.received += c.received;
-        self.retired.delivered += c.delivered;
-        self.retired.dropped_overflow += c.dropped_overflow;
-        self.retired.dropped_closed += c.pending;
-        self.retired.missed += c.missed;
-        self.retired.sent += c.sent;
-        self.retired.send_errors += c.send_errors;
+        self.counters.add_binding(&b.counters);
+        // What nobody got before the close is dropped, no longer pending.
+        self.counters.pending -= b.counters.pending;
+        self.counters.dropped_closed += b.counters.pending;
         self.counters.bindings_closed += 1;
         if reason == CloseReason::Expired {
             self.counters.bindings_expired += 1;
