@@ -157,18 +157,7 @@ impl Api {
                 .insert(header::ALLOW, HeaderValue::from_static(allowed));
             return response;
         }
-        let result = match route {
-            Route::Bind => self.bind(&parts.headers, body).await,
-            Route::Unbind(id) => self.unbind(id).await,
-            Route::Recv(id) => self.recv(id, parts.uri.query(), &parts.headers).await,
-            Route::Send(id) => self.send(id, &parts.headers, body).await,
-            Route::Heartbeat(id) => self.heartbeat(id, &parts.headers, body).await,
-            Route::Status => self
-                .call(Command::Status)
-                .await
-                .map(reply_response)
-                .map_err(Failure::from),
-        };
+        let result = self.respond(route, &parts, body).await;
         match result {
             Ok(response) => response,
             Err(Failure::Request(e)) => request_error(&e),
@@ -179,60 +168,45 @@ impl Api {
         }
     }
 
-    async fn bind<B>(&self, headers: &HeaderMap, body: B) -> Result<Response<ApiBody>, Failure>
-    where
-        B: Body,
-        B::Error: std::error::Error + Send + Sync + 'static,
-    {
-        let body = self.read_body(headers, body).await?;
-        let params = codec::decode_bind(&body)?;
-        Ok(reply_response(self.call(Command::Bind(params)).await?))
-    }
-
-    async fn unbind(&self, id: &str) -> Result<Response<ApiBody>, Failure> {
-        let binding = codec::parse_binding_id(id)?;
-        Ok(reply_response(
-            self.call(Command::Unbind { binding }).await?,
-        ))
-    }
-
-    async fn send<B>(
+    /// Turns a routed request into its command and answers with the reply
+    /// (a stream for `recv`). Only the routes that take a body read one.
+    async fn respond<B>(
         &self,
-        id: &str,
-        headers: &HeaderMap,
+        route: Route<'_>,
+        parts: &hyper::http::request::Parts,
         body: B,
     ) -> Result<Response<ApiBody>, Failure>
     where
         B: Body,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
-        let binding = codec::parse_binding_id(id)?;
-        let body = self.read_body(headers, body).await?;
-        let (dest, payload) = codec::decode_send(&body)?;
-        let command = Command::Send {
-            binding,
-            dest,
-            payload,
-        };
-        Ok(reply_response(self.call(command).await?))
-    }
-
-    async fn heartbeat<B>(
-        &self,
-        id: &str,
-        headers: &HeaderMap,
-        body: B,
-    ) -> Result<Response<ApiBody>, Failure>
-    where
-        B: Body,
-        B::Error: std::error::Error + Send + Sync + 'static,
-    {
-        let binding = codec::parse_binding_id(id)?;
-        let body = self.read_body(headers, body).await?;
-        let lease_secs = codec::decode_heartbeat(&body)?;
-        let command = Command::Heartbeat {
-            binding,
-            lease_secs,
+        let headers = &parts.headers;
+        let command = match route {
+            Route::Recv(id) => return self.recv(id, parts.uri.query(), headers).await,
+            Route::Bind => {
+                Command::Bind(codec::decode_bind(&self.read_body(headers, body).await?)?)
+            }
+            Route::Unbind(id) => Command::Unbind {
+                binding: codec::parse_binding_id(id)?,
+            },
+            Route::Send(id) => {
+                let binding = codec::parse_binding_id(id)?;
+                let (dest, payload) = codec::decode_send(&self.read_body(headers, body).await?)?;
+                Command::Send {
+                    binding,
+                    dest,
+                    payload,
+                }
+            }
+            Route::Heartbeat(id) => {
+                let binding = codec::parse_binding_id(id)?;
+                let lease_secs = codec::decode_heartbeat(&self.read_body(headers, body).await?)?;
+                Command::Heartbeat {
+                    binding,
+                    lease_secs,
+                }
+            }
+            Route::Status => Command::Status,
         };
         Ok(reply_response(self.call(command).await?))
     }
