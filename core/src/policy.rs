@@ -4,7 +4,7 @@
 //! refusal (including ones for non-loopback addresses) is tested without sending.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::str::FromStr;
 
 use crate::config::Config;
@@ -185,14 +185,6 @@ pub(crate) fn check_send(
         });
     }
     Ok(())
-}
-
-/// The loopback address of the same family as `ip`.
-pub fn loopback_like(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
-    }
 }
 
 #[cfg(test)]
