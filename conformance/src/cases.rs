@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use base64::Engine as _;
 use porthole_driver::porthole_core::policy::Network;
-use porthole_driver::porthole_core::Config;
 use serde_json::Value;
 
 use crate::client::{Client, EventStream, Sse, SseEvent, READ_TIMEOUT};
@@ -24,8 +23,7 @@ impl Running {
     fn start(factory: &dyn ServerFactory, configure: impl FnOnce(&mut ServerConfig)) -> Self {
         let mut config = ServerConfig {
             listen: "127.0.0.1:0".parse().expect("loopback address"),
-            token: None,
-            engine: Config::default(),
+            ..ServerConfig::default()
         };
         configure(&mut config);
         let server = factory.start(config);
@@ -380,7 +378,7 @@ pub fn malformed_requests_are_400(factory: &dyn ServerFactory) {
 /// and koi-udp's `X-Koi-Token` both carry it.
 pub fn token_guards_every_v1_route(factory: &dyn ServerFactory) {
     let server = Running::start(factory, |c| {
-        c.token = Some(Token::new("s3cret").expect("token"));
+        c.http.token = Some(Token::new("s3cret").expect("token"));
     });
     let anonymous = &server.client;
     let wrong = server
@@ -426,7 +424,7 @@ pub fn token_guards_every_v1_route(factory: &dyn ServerFactory) {
 /// Refusals by policy are 403 with the reason's code, and nothing is sent.
 pub fn policy_refusals_are_403(factory: &dyn ServerFactory) {
     let server = Running::start(factory, |c| {
-        c.engine.port_range = Some(40_000..=40_010);
+        c.engine.port_range = 40_000..=40_010;
         c.engine.dest_deny = vec!["127.0.0.2/32".parse::<Network>().expect("network")];
     });
     let c = &server.client;
@@ -524,7 +522,7 @@ pub fn binding_a_port_in_use_is_409(factory: &dyn ServerFactory) {
 /// the limit is 413 `body_too_large`, whether announced or streamed.
 pub fn oversized_payloads_and_bodies_are_413(factory: &dyn ServerFactory) {
     const LIMIT: usize = 128 * 1024;
-    let server = Running::start(factory, |c| c.engine.max_request_body = LIMIT);
+    let server = Running::start(factory, |c| c.http.max_request_body = LIMIT);
     let c = &server.client;
     let b = server.bind("{}");
     let send = format!("/v1/udp/send/{}", b.id);
@@ -722,9 +720,7 @@ pub fn idle_for_closes_a_quiet_stream(factory: &dyn ServerFactory) {
 
 /// A quiet stream carries keep-alive comments.
 pub fn keep_alive_comments_flow_on_quiet_streams(factory: &dyn ServerFactory) {
-    let server = Running::start(factory, |c| {
-        c.engine.keep_alive = Duration::from_millis(200)
-    });
+    let server = Running::start(factory, |c| c.http.keep_alive = Duration::from_millis(200));
     let b = server.bind("{}");
     let mut stream = server.stream(&b.id);
     for _ in 0..2 {

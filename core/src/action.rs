@@ -2,13 +2,16 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
 use crate::binding::BindingInfo;
-use crate::error::{BindError, BindingError, SendError, SubscribeError, UnsubscribeError};
+use crate::error::{
+    BindError, BindingError, SendError, SubscribeError, TicketError, UnsubscribeError,
+};
 use crate::id::{BindingId, RequestId, Seq, SubscriberId};
+use crate::ticket::Ticket;
 
 /// One thing for the runtime to do, drained with [`crate::Engine::poll_action`]
 /// after every input, in order.
@@ -142,8 +145,24 @@ pub enum Reply {
     Subscribe(Result<SubscriberId, SubscribeError>),
     /// To [`crate::Command::Unsubscribe`].
     Unsubscribe(Result<SubscriberId, UnsubscribeError>),
+    /// To [`crate::Command::IssueTicket`].
+    Ticket(Result<IssuedTicket, TicketError>),
     /// To [`crate::Command::Status`]: every live binding, oldest first.
     Status(Vec<BindingInfo>),
     /// To [`crate::Command::Shutdown`], after every binding is closed.
     Shutdown,
+}
+
+/// A stream ticket as issued: present it once, before it expires, to open one
+/// stream of its binding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IssuedTicket {
+    /// The ticket.
+    pub ticket: Ticket,
+    /// The binding it opens a stream of.
+    pub binding: BindingId,
+    /// When it expires, on the wall clock of the engine's anchor.
+    pub expires_at: SystemTime,
+    /// How long it is valid from now.
+    pub lifetime: Duration,
 }

@@ -20,6 +20,7 @@ use crate::binding::{BindingCounters, BindingInfo};
 use crate::command::BindParams;
 use crate::error::{ApiError, ErrorCode};
 use crate::id::{BindingId, Seq};
+use crate::ticket::Ticket;
 
 /// Route prefix of the API.
 pub const PREFIX: &str = "/v1/udp";
@@ -62,6 +63,15 @@ pub enum RequestError {
     /// Missing or wrong bearer token.
     #[error("missing or invalid token (send Authorization: Bearer <token>)")]
     Unauthorized,
+    /// A `ticket` that is not a ticket.
+    #[error("the ticket is unknown, used, expired or for another binding")]
+    BadTicket,
+    /// The request's `Origin` is not allowed.
+    #[error("origin {0:?} is not allowed (see --allow-origin)")]
+    OriginNotAllowed(String),
+    /// The request's `Host` is neither an IP literal, `localhost` nor an allowed name.
+    #[error("host {0:?} is not allowed (use an IP address or localhost, or see --allow-host)")]
+    HostNotAllowed(String),
     /// No such route.
     #[error("no route for {0}")]
     RouteNotFound(String),
@@ -84,7 +94,9 @@ impl ApiError for RequestError {
             RequestError::InvalidParameter { .. } => ErrorCode::InvalidParameter,
             RequestError::BodyTooLarge { .. } => ErrorCode::BodyTooLarge,
             RequestError::UnknownBinding => ErrorCode::NotFound,
-            RequestError::Unauthorized => ErrorCode::Unauthorized,
+            RequestError::Unauthorized | RequestError::BadTicket => ErrorCode::Unauthorized,
+            RequestError::OriginNotAllowed(_) => ErrorCode::OriginNotAllowed,
+            RequestError::HostNotAllowed(_) => ErrorCode::HostNotAllowed,
             RequestError::RouteNotFound(_) => ErrorCode::RouteNotFound,
             RequestError::MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,
         }
@@ -217,19 +229,47 @@ pub struct RecvQuery {
     /// Close the stream after this long without a datagram (`idle_for=N`
     /// seconds; absent or 0: never, as in koi-udp).
     pub idle_for: Option<Duration>,
+    /// A stream ticket (`ticket=`), for clients that cannot send the token in
+    /// a header (a browser's `EventSource`).
+    pub ticket: Option<Ticket>,
+    /// Resume after this sequence number (`last_event_id=N`), for clients
+    /// that cannot send the `Last-Event-ID` header on their first request.
+    pub last_event_id: Option<Seq>,
 }
 
-/// Parses the query string of `GET /v1/udp/recv/{id}`. Unknown parameters are ignored.
+/// Whether the query string has a parameter `name` (with or without a value).
+pub fn query_has(query: Option<&str>, name: &str) -> bool {
+    query
+        .unwrap_or("")
+        .split('&')
+        .any(|pair| pair.split_once('=').map_or(pair, |(n, _)| n) == name)
+}
+
+/// Parses the query string of `GET /v1/udp/recv/{id}`. Unknown parameters are
+/// ignored. Values are taken as sent, without percent-decoding: none of them
+/// has a character that needs encoding.
 pub fn parse_recv_query(query: Option<&str>) -> Result<RecvQuery, RequestError> {
     let mut out = RecvQuery::default();
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if name == "idle_for" {
-            let secs: u64 = value.parse().map_err(|_| RequestError::InvalidParameter {
-                name: "idle_for",
-                reason: format!("{value:?} is not a whole number of seconds"),
-            })?;
-            out.idle_for = (secs > 0).then(|| Duration::from_secs(secs));
+        match name {
+            "idle_for" => {
+                let secs: u64 = value.parse().map_err(|_| RequestError::InvalidParameter {
+                    name: "idle_for",
+                    reason: format!("{value:?} is not a whole number of seconds"),
+                })?;
+                out.idle_for = (secs > 0).then(|| Duration::from_secs(secs));
+            }
+            // Never echo a ticket back: it is a credential.
+            "ticket" => out.ticket = Some(value.parse().map_err(|_| RequestError::BadTicket)?),
+            "last_event_id" => {
+                out.last_event_id =
+                    Some(value.parse().map_err(|_| RequestError::InvalidParameter {
+                        name: "last_event_id",
+                        reason: "expected the decimal sequence number of an event".to_owned(),
+                    })?);
+            }
+            _ => {}
         }
     }
     Ok(out)
@@ -307,6 +347,7 @@ struct BindingInfoBody {
     renew_on_traffic: bool,
     expires_at: String,
     subscribers: usize,
+    buffered_bytes: usize,
     counters: CountersBody,
 }
 
@@ -318,6 +359,7 @@ struct CountersBody {
     deliveries: u64,
     pending: u64,
     dropped_overflow: u64,
+    dropped_memory: u64,
     missed: u64,
     sent: u64,
     sent_bytes: u64,
@@ -335,6 +377,7 @@ impl From<&BindingCounters> for CountersBody {
             deliveries: c.deliveries,
             pending: c.pending,
             dropped_overflow: c.dropped_overflow,
+            dropped_memory: c.dropped_memory,
             missed: c.missed,
             sent: c.sent,
             sent_bytes: c.sent_bytes,
@@ -357,6 +400,7 @@ impl From<&BindingInfo> for BindingInfoBody {
             renew_on_traffic: b.renew_on_traffic,
             expires_at: timestamp(b.expires_at),
             subscribers: b.subscribers,
+            buffered_bytes: b.buffered_bytes,
             counters: CountersBody::from(&b.counters),
         }
     }
@@ -395,6 +439,16 @@ pub fn encode_reply(reply: &Reply) -> JsonResponse {
             JsonResponse::ok(200, &serde_json::json!({ "unsubscribed": id.0 }))
         }
         Reply::Unsubscribe(Err(e)) => err(e),
+        Reply::Ticket(Ok(t)) => JsonResponse::ok(
+            200,
+            &serde_json::json!({
+                "ticket": t.ticket.to_string(),
+                "binding_id": t.binding.to_string(),
+                "expires_at": timestamp(t.expires_at),
+                "expires_in_secs": t.lifetime.as_secs(),
+            }),
+        ),
+        Reply::Ticket(Err(e)) => err(e),
         Reply::Status(all) => {
             let bindings: Vec<BindingInfoBody> = all.iter().map(BindingInfoBody::from).collect();
             JsonResponse::ok(200, &serde_json::json!({ "bindings": bindings }))
@@ -584,6 +638,7 @@ mod tests {
             allow_remote: false,
             renew_on_traffic: false,
             subscribers: 0,
+            buffered_bytes: 0,
             counters: BindingCounters::default(),
         }
     }

@@ -8,6 +8,7 @@ use bytes::Bytes;
 
 use crate::id::{BindingId, SubscriberId};
 use crate::lease::Lease;
+use crate::ticket::Tickets;
 
 /// A snapshot of a live binding, as the status API shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,12 +31,17 @@ pub struct BindingInfo {
     pub renew_on_traffic: bool,
     /// Number of subscribers now.
     pub subscribers: usize,
+    /// Payload bytes the binding holds now: its replay ring plus the
+    /// datagrams in flight to its subscribers (each subscriber's counted, as
+    /// each stream encodes its own copy). Counts toward
+    /// [`crate::Config::max_buffered_bytes`].
+    pub buffered_bytes: usize,
     /// Its counters.
     pub counters: BindingCounters,
 }
 
 /// Per-binding counters. For every binding,
-/// `received == delivered + dropped_overflow + pending` holds at all times:
+/// `received == delivered + dropped_overflow + dropped_memory + pending` holds at all times:
 /// every datagram is delivered, dropped with a named reason, or still waiting.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BindingCounters {
@@ -49,6 +55,9 @@ pub struct BindingCounters {
     pub deliveries: u64,
     /// Datagrams pushed out of the replay ring before any subscriber got them.
     pub dropped_overflow: u64,
+    /// Datagrams dropped on arrival because every binding together already
+    /// held [`crate::Config::max_buffered_bytes`].
+    pub dropped_memory: u64,
     /// Datagrams in the replay ring that no subscriber has got yet.
     pub pending: u64,
     /// Datagrams individual subscribers missed (reported to them as `lagged`).
@@ -91,6 +100,11 @@ impl Ring {
             first: 1,
             bytes: 0,
         }
+    }
+
+    /// Payload bytes held.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Sequence number of the oldest datagram held.
@@ -155,6 +169,8 @@ pub(crate) struct Binding {
     pub(crate) ring: Ring,
     pub(crate) subscribers: Vec<SubscriberId>,
     pub(crate) counters: BindingCounters,
+    /// Unused stream tickets.
+    pub(crate) tickets: Tickets,
 }
 
 /// What a new binding starts with.
@@ -184,6 +200,7 @@ impl Binding {
             ring: Ring::new(),
             subscribers: Vec::new(),
             counters: BindingCounters::default(),
+            tickets: Tickets::default(),
         }
     }
 }

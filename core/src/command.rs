@@ -6,6 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::id::{BindingId, Seq, SubscriberId};
+use crate::ticket::Ticket;
 
 /// A client's request. Fed with [`crate::Engine::handle_command`]; every command
 /// gets exactly one [`crate::Reply`] with the same [`crate::RequestId`].
@@ -40,6 +41,12 @@ pub enum Command {
     Unsubscribe {
         /// The subscriber.
         subscriber: SubscriberId,
+    },
+    /// Issue a single-use ticket that opens one stream of the binding (a
+    /// [`SubscribeParams::ticket`]) within the configured lifetime.
+    IssueTicket {
+        /// The binding.
+        binding: BindingId,
     },
     /// List every live binding.
     Status,
@@ -83,6 +90,11 @@ pub struct SubscribeParams {
     pub resume_after: Option<Seq>,
     /// End the stream (reason [`crate::CloseReason::Idle`]) after this long without a datagram.
     pub idle_timeout: Option<Duration>,
+    /// A ticket from [`Command::IssueTicket`] for this binding, if the client
+    /// presents one (a browser stream without the bearer token). It is used
+    /// up whatever the outcome; an unknown, used or expired one refuses the
+    /// subscribe with [`crate::SubscribeError::InvalidTicket`].
+    pub ticket: Option<Ticket>,
 }
 
 impl SubscribeParams {
@@ -92,6 +104,7 @@ impl SubscribeParams {
             binding,
             resume_after: None,
             idle_timeout: None,
+            ticket: None,
         }
     }
 }

@@ -4,7 +4,10 @@ use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use crate::lease::Lease;
-use crate::policy::Network;
+use crate::policy::{Network, MAX_PAYLOAD_V6};
+
+/// Ports an unprivileged process may bind: the default [`Config::port_range`].
+pub const UNPRIVILEGED_PORTS: RangeInclusive<u16> = 1024..=65535;
 
 /// Engine configuration. [`Config::default()`] is safe for a daemon on a shared
 /// host: loopback only, bounded memory per binding, bounded number of bindings.
@@ -28,20 +31,23 @@ pub struct Config {
     /// Largest payload a client may send. Default 65,527 (the IPv6 UDP maximum);
     /// IPv4 destinations are further limited to 65,507.
     pub max_payload: usize,
-    /// Largest HTTP request body the front end reads. Default 1 MiB. Beyond: `413`.
-    pub max_request_body: usize,
+    /// Most payload bytes all bindings together hold: replay rings plus
+    /// deliveries in flight to subscribers. Default 64 MiB. A datagram that
+    /// would take the total past it is dropped and counted (`dropped_memory`).
+    pub max_buffered_bytes: usize,
     /// Whether bindings may ask for `allow_remote` at all. Default `false`.
     pub allow_remote: bool,
-    /// Ports a client may bind; `None` allows any (0 asks the OS for one). Default `None`.
-    pub port_range: Option<RangeInclusive<u16>>,
+    /// Ports a client may bind. Default 1024–65535, so a daemon run as root
+    /// never hands out a privileged port. Port 0 (any free port) is allowed
+    /// when the range holds every unprivileged port, since the OS picks
+    /// ephemeral ports from those; with a narrower range a client must name a port.
+    pub port_range: RangeInclusive<u16>,
     /// Destinations that are allowed, if non-empty (checked after the built-in rules).
     pub dest_allow: Vec<Network>,
     /// Destinations that are always refused.
     pub dest_deny: Vec<Network>,
-    /// How long the HTTP front end waits between keep-alive comments on a quiet
-    /// SSE stream. Default 15 s. (Used by the driver, kept here so one config
-    /// describes the daemon.)
-    pub keep_alive: Duration,
+    /// How long a stream ticket stays valid after it is issued. Default 30 s.
+    pub ticket_lifetime: Duration,
 }
 
 impl Default for Config {
@@ -54,13 +60,13 @@ impl Default for Config {
             ring_datagrams: 256,
             ring_bytes: 256 * 1024,
             delivery_window: 128,
-            max_payload: crate::policy::MAX_PAYLOAD_V6,
-            max_request_body: 1024 * 1024,
+            max_payload: MAX_PAYLOAD_V6,
+            max_buffered_bytes: 64 * 1024 * 1024,
             allow_remote: false,
-            port_range: None,
+            port_range: UNPRIVILEGED_PORTS,
             dest_allow: Vec::new(),
             dest_deny: Vec::new(),
-            keep_alive: Duration::from_secs(15),
+            ticket_lifetime: Duration::from_secs(30),
         }
     }
 }
@@ -86,6 +92,28 @@ pub enum ConfigError {
     /// `port_range` is empty.
     #[error("port_range is empty")]
     EmptyPortRange,
+    /// `default_lease` is longer than `max_lease`.
+    #[error("default_lease ({default} s) exceeds max_lease ({max} s)")]
+    DefaultLeaseAboveMax {
+        /// The default lease in seconds.
+        default: u64,
+        /// The maximum lease in seconds.
+        max: u64,
+    },
+    /// `max_payload` is above what UDP can carry.
+    #[error("max_payload must be at most {max} bytes, not {value}")]
+    MaxPayloadOutOfRange {
+        /// The configured value.
+        value: usize,
+        /// The largest UDP payload (IPv6 without jumbograms).
+        max: usize,
+    },
+    /// `max_buffered_bytes` is 0.
+    #[error("max_buffered_bytes must be at least 1")]
+    NoBufferSpace,
+    /// `ticket_lifetime` is zero.
+    #[error("ticket_lifetime must be at least 1 s")]
+    ZeroTicketLifetime,
 }
 
 impl Config {
@@ -106,8 +134,26 @@ impl Config {
         if self.max_subscribers_per_binding == 0 {
             return Err(ConfigError::NoSubscribers);
         }
-        if self.port_range.as_ref().is_some_and(|r| r.is_empty()) {
+        if self.port_range.is_empty() {
             return Err(ConfigError::EmptyPortRange);
+        }
+        if self.default_lease > self.max_lease {
+            return Err(ConfigError::DefaultLeaseAboveMax {
+                default: self.default_lease.as_secs(),
+                max: self.max_lease.as_secs(),
+            });
+        }
+        if self.max_payload > MAX_PAYLOAD_V6 {
+            return Err(ConfigError::MaxPayloadOutOfRange {
+                value: self.max_payload,
+                max: MAX_PAYLOAD_V6,
+            });
+        }
+        if self.max_buffered_bytes == 0 {
+            return Err(ConfigError::NoBufferSpace);
+        }
+        if self.ticket_lifetime < Duration::from_secs(1) {
+            return Err(ConfigError::ZeroTicketLifetime);
         }
         Ok(())
     }

@@ -9,22 +9,24 @@ use rand_chacha::ChaCha12Rng;
 use rand_core::SeedableRng;
 use slab::Slab;
 
-use crate::action::{Action, CloseReason, Reply};
+use crate::action::{Action, CloseReason, IssuedTicket, Reply};
 use crate::binding::{Binding, BindingCounters, BindingInfo, Entry, NewBinding};
 use crate::command::{BindParams, Command, SubscribeParams};
 use crate::config::{Config, ConfigError};
 use crate::deadline::Deadlines;
 use crate::error::{
-    BindError, BindingError, OpenError, SendError, SubscribeError, TransmitError, UnsubscribeError,
+    BindError, BindingError, OpenError, SendError, SubscribeError, TicketError, TransmitError,
+    UnsubscribeError,
 };
 use crate::id::{BindingId, IdMap, RequestId, SubscriberId};
 use crate::lease::Lease;
 use crate::policy;
 use crate::subscriber::Subscriber;
+use crate::ticket::Ticket;
 use crate::wallclock::WallClock;
 
 /// Engine-wide counters. `received == delivered + dropped_overflow +
-/// dropped_closed + pending` always holds; datagrams reported for a binding that
+/// dropped_memory + dropped_closed + pending` always holds; datagrams reported for a binding that
 /// is no longer live are counted in `dropped_unbound`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -42,6 +44,9 @@ pub struct Counters {
     pub delivered: u64,
     /// Of those, pushed out of a replay ring before any subscriber got them.
     pub dropped_overflow: u64,
+    /// Of those, dropped on arrival because all bindings together held
+    /// [`Config::max_buffered_bytes`].
+    pub dropped_memory: u64,
     /// Of those, still in the ring, undelivered, when their binding closed.
     pub dropped_closed: u64,
     /// Of those, waiting in a live binding's ring for a subscriber.
@@ -63,6 +68,7 @@ impl Counters {
         self.received += c.received;
         self.delivered += c.delivered;
         self.dropped_overflow += c.dropped_overflow;
+        self.dropped_memory += c.dropped_memory;
         self.pending += c.pending;
         self.missed += c.missed;
         self.sent += c.sent;
@@ -123,6 +129,9 @@ pub struct Engine {
     /// Engine-wide counters, plus the per-binding counters of closed bindings
     /// (live bindings are added in [`counters`](Self::counters)).
     counters: Counters,
+    /// Payload bytes held by every binding: replay rings plus deliveries in
+    /// flight. Bounded by [`Config::max_buffered_bytes`].
+    buffered: usize,
     shut_down: bool,
 }
 
@@ -147,6 +156,7 @@ impl Engine {
             next_subscriber: 1,
             next_serial: 0,
             counters: Counters::default(),
+            buffered: 0,
             shut_down: false,
         })
     }
@@ -222,6 +232,10 @@ impl Engine {
                     None => Err(UnsubscribeError::NotFound(subscriber)),
                 };
                 self.reply(request, Reply::Unsubscribe(reply));
+            }
+            Command::IssueTicket { binding } => {
+                let reply = self.issue_ticket(binding, now);
+                self.reply(request, Reply::Ticket(reply));
             }
             Command::Status => {
                 let all = self.bindings();
@@ -313,6 +327,15 @@ impl Engine {
         let b = &mut self.bindings[key];
         b.counters.received += 1;
         b.counters.received_bytes += payload.len() as u64;
+        if b.renew_on_traffic {
+            b.deadline = now + b.lease.as_duration();
+        }
+        if self.buffered + payload.len() > self.config.max_buffered_bytes {
+            // Every binding together holds all the memory allowed: the newest
+            // datagram goes, counted, rather than one another binding holds.
+            b.counters.dropped_memory += 1;
+            return;
+        }
         b.counters.pending += 1;
         let entry = Entry {
             src,
@@ -320,19 +343,18 @@ impl Engine {
             received_at,
             delivered: false,
         };
+        let held = b.ring.bytes();
         let dropped = b
             .ring
             .push(entry, self.config.ring_datagrams, self.config.ring_bytes);
+        self.buffered = self.buffered - held + b.ring.bytes();
         b.counters.dropped_overflow += dropped;
         b.counters.pending -= dropped;
-        if b.renew_on_traffic {
-            b.deadline = now + b.lease.as_duration();
-        }
         for i in 0..b.subscribers.len() {
             let id = b.subscribers[i];
             if let Some(s) = self.subscribers.get_mut(&id) {
                 s.last_activity = now;
-                s.pump(id, b, &mut self.actions);
+                s.pump(id, b, &mut self.actions, &mut self.buffered);
             }
         }
     }
@@ -403,9 +425,10 @@ impl Engine {
         self.advance(now);
         let window = self.config.delivery_window;
         if let Some(s) = self.subscribers.get_mut(&subscriber) {
+            self.buffered -= s.written(credit);
             s.credit = s.credit.saturating_add(credit).min(window);
             let b = &mut self.bindings[s.binding];
-            s.pump(subscriber, b, &mut self.actions);
+            s.pump(subscriber, b, &mut self.actions, &mut self.buffered);
         }
     }
 
@@ -450,6 +473,12 @@ impl Engine {
     /// Number of live subscribers.
     pub fn subscriber_count(&self) -> usize {
         self.subscribers.len()
+    }
+
+    /// Payload bytes all bindings hold now (replay rings plus deliveries in
+    /// flight), which [`Config::max_buffered_bytes`] bounds.
+    pub fn buffered_bytes(&self) -> usize {
+        self.buffered
     }
 
     /// Engine-wide counters (sums over live and closed bindings).
@@ -656,36 +685,58 @@ impl Engine {
                 Reply::Subscribe(Err(SubscribeError::TooManySubscribers { max })),
             );
         }
+        if let Some(ticket) = &params.ticket {
+            if !b.tickets.redeem(ticket, now) {
+                return self.reply(
+                    request,
+                    Reply::Subscribe(Err(SubscribeError::InvalidTicket)),
+                );
+            }
+        }
         let id = SubscriberId(self.next_subscriber);
         self.next_subscriber += 1;
         // The client chooses the timeout; one past the end of the clock means never.
         let idle_timeout = params
             .idle_timeout
             .filter(|d| !d.is_zero() && now.checked_add(*d).is_some());
-        let idle_scheduled = idle_timeout.and_then(|d| now.checked_add(d));
-        let mut s = Subscriber {
-            binding: key,
-            cursor: Subscriber::start_cursor(b, params.resume_after),
-            credit: self.config.delivery_window,
-            missed: 0,
-            idle_timeout,
-            last_activity: now,
-            idle_scheduled,
-        };
+        let cursor = Subscriber::start_cursor(b, params.resume_after);
+        let mut s = Subscriber::new(key, cursor, self.config.delivery_window, idle_timeout, now);
         b.subscribers.push(id);
-        if let Some(at) = idle_scheduled {
+        if let Some(at) = s.idle_scheduled {
             self.timers.insert(at, Timer::Idle(id));
         }
         self.actions.push_back(Action::Reply {
             request,
             reply: Reply::Subscribe(Ok(id)),
         });
-        s.pump(id, b, &mut self.actions);
+        s.pump(id, b, &mut self.actions, &mut self.buffered);
         self.subscribers.insert(id, s);
+    }
+
+    fn issue_ticket(
+        &mut self,
+        binding: BindingId,
+        now: Instant,
+    ) -> Result<IssuedTicket, TicketError> {
+        let &key = self.by_id.get(&binding).ok_or(TicketError::NotFound)?;
+        let max = self.config.max_subscribers_per_binding;
+        let lifetime = self.config.ticket_lifetime;
+        let expires = now + lifetime;
+        let ticket = Ticket::generate(&mut self.rng);
+        if !self.bindings[key].tickets.issue(ticket, expires, max, now) {
+            return Err(TicketError::TooManyTickets { max });
+        }
+        Ok(IssuedTicket {
+            ticket,
+            binding,
+            expires_at: self.wall.at(expires),
+            lifetime,
+        })
     }
 
     fn remove_subscriber(&mut self, id: SubscriberId) -> Option<Subscriber> {
         let s = self.subscribers.remove(&id)?;
+        self.buffered -= s.in_flight_bytes;
         if let Some(at) = s.idle_scheduled {
             self.timers.remove(at, Timer::Idle(id));
         }
@@ -706,8 +757,10 @@ impl Engine {
             // Expiry comes from `advance`, which has already popped this entry.
             self.timers.remove(b.scheduled, Timer::Lease(key));
         }
+        self.buffered -= b.ring.bytes();
         for &id in &b.subscribers {
             if let Some(s) = self.subscribers.remove(&id) {
+                self.buffered -= s.in_flight_bytes;
                 if let Some(at) = s.idle_scheduled {
                     self.timers.remove(at, Timer::Idle(id));
                 }
@@ -775,6 +828,12 @@ impl Engine {
             allow_remote: b.allow_remote,
             renew_on_traffic: b.renew_on_traffic,
             subscribers: b.subscribers.len(),
+            buffered_bytes: b.ring.bytes()
+                + b.subscribers
+                    .iter()
+                    .filter_map(|id| self.subscribers.get(id))
+                    .map(|s| s.in_flight_bytes)
+                    .sum::<usize>(),
             counters: b.counters,
         }
     }

@@ -34,6 +34,10 @@ pub enum ErrorCode {
     PortNotAllowed,
     /// 403: the operating system refused (e.g. a privileged port).
     PermissionDenied,
+    /// 403: the request's `Origin` is not an allowed origin (a cross-site page).
+    OriginNotAllowed,
+    /// 403: the request's `Host` is not an IP literal, `localhost` or an allowed name (DNS rebinding).
+    HostNotAllowed,
     /// 404: no live binding (or subscriber) has this id.
     NotFound,
     /// 404: no such route.
@@ -52,6 +56,8 @@ pub enum ErrorCode {
     TooManyBindings,
     /// 429: the binding has its maximum number of subscribers.
     TooManySubscribers,
+    /// 429: the binding has its maximum number of unused stream tickets.
+    TooManyTickets,
     /// 500: an operating-system error without a more specific code.
     IoError,
     /// 502: the destination answered with an ICMP error (port unreachable, host unreachable).
@@ -64,7 +70,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 27] = [
         ErrorCode::InvalidJson,
         ErrorCode::InvalidBase64,
         ErrorCode::InvalidAddress,
@@ -76,6 +82,8 @@ impl ErrorCode {
         ErrorCode::DestinationDenied,
         ErrorCode::PortNotAllowed,
         ErrorCode::PermissionDenied,
+        ErrorCode::OriginNotAllowed,
+        ErrorCode::HostNotAllowed,
         ErrorCode::NotFound,
         ErrorCode::RouteNotFound,
         ErrorCode::MethodNotAllowed,
@@ -85,6 +93,7 @@ impl ErrorCode {
         ErrorCode::PayloadTooLarge,
         ErrorCode::TooManyBindings,
         ErrorCode::TooManySubscribers,
+        ErrorCode::TooManyTickets,
         ErrorCode::IoError,
         ErrorCode::DestinationUnreachable,
         ErrorCode::OutOfResources,
@@ -105,6 +114,8 @@ impl ErrorCode {
             ErrorCode::DestinationDenied => ("destination_denied", 403),
             ErrorCode::PortNotAllowed => ("port_not_allowed", 403),
             ErrorCode::PermissionDenied => ("permission_denied", 403),
+            ErrorCode::OriginNotAllowed => ("origin_not_allowed", 403),
+            ErrorCode::HostNotAllowed => ("host_not_allowed", 403),
             ErrorCode::NotFound => ("not_found", 404),
             ErrorCode::RouteNotFound => ("route_not_found", 404),
             ErrorCode::MethodNotAllowed => ("method_not_allowed", 405),
@@ -114,6 +125,7 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => ("payload_too_large", 413),
             ErrorCode::TooManyBindings => ("too_many_bindings", 429),
             ErrorCode::TooManySubscribers => ("too_many_subscribers", 429),
+            ErrorCode::TooManyTickets => ("too_many_tickets", 429),
             ErrorCode::IoError => ("io_error", 500),
             ErrorCode::DestinationUnreachable => ("destination_unreachable", 502),
             ErrorCode::OutOfResources => ("out_of_resources", 503),
@@ -185,8 +197,11 @@ impl OpenError {
 pub enum TransmitError {
     /// `ECONNREFUSED`: an earlier ICMP port-unreachable surfaced on this socket.
     ConnectionRefused,
-    /// `EHOSTUNREACH`/`ENETUNREACH`.
+    /// `EHOSTUNREACH`: an ICMP host-unreachable (or a failed neighbour lookup).
     Unreachable,
+    /// `ENETUNREACH`: this host has no route to the destination. Local: no
+    /// ICMP arrived, so it is not counted as an ICMP error.
+    NoRoute,
     /// `ENOBUFS`/`EAGAIN`: the socket's send buffer stayed full.
     NoBuffers,
     /// `EACCES`/`EPERM`: the kernel or a firewall refused.
@@ -203,9 +218,8 @@ impl TransmitError {
         }
         match err.kind() {
             io::ErrorKind::ConnectionRefused => TransmitError::ConnectionRefused,
-            io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable => {
-                TransmitError::Unreachable
-            }
+            io::ErrorKind::HostUnreachable => TransmitError::Unreachable,
+            io::ErrorKind::NetworkUnreachable => TransmitError::NoRoute,
             io::ErrorKind::WouldBlock => TransmitError::NoBuffers,
             io::ErrorKind::PermissionDenied => TransmitError::PermissionDenied,
             kind => TransmitError::Other(kind),
@@ -356,9 +370,11 @@ impl ApiError for SendError {
             SendError::Denied(_) => ErrorCode::DestinationDenied,
             SendError::FamilyMismatch { .. } => ErrorCode::AddressFamilyMismatch,
             SendError::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
-            SendError::Transmit(TransmitError::ConnectionRefused | TransmitError::Unreachable) => {
-                ErrorCode::DestinationUnreachable
-            }
+            SendError::Transmit(
+                TransmitError::ConnectionRefused
+                | TransmitError::Unreachable
+                | TransmitError::NoRoute,
+            ) => ErrorCode::DestinationUnreachable,
             SendError::Transmit(TransmitError::NoBuffers) => ErrorCode::OutOfResources,
             SendError::Transmit(TransmitError::PermissionDenied) => ErrorCode::PermissionDenied,
             SendError::Transmit(TransmitError::Other(_)) => ErrorCode::IoError,
@@ -389,6 +405,9 @@ pub enum SubscribeError {
     /// No live binding has this id.
     #[error("binding not found")]
     NotFound,
+    /// The ticket is unknown, already used, expired, or for another binding.
+    #[error("the ticket is unknown, used, expired or for another binding")]
+    InvalidTicket,
     /// The binding has its maximum number of subscribers.
     #[error("the binding has its maximum of {max} subscribers")]
     TooManySubscribers {
@@ -401,7 +420,31 @@ impl ApiError for SubscribeError {
     fn code(&self) -> ErrorCode {
         match self {
             SubscribeError::NotFound => ErrorCode::NotFound,
+            SubscribeError::InvalidTicket => ErrorCode::Unauthorized,
             SubscribeError::TooManySubscribers { .. } => ErrorCode::TooManySubscribers,
+        }
+    }
+}
+
+/// Why a stream ticket was not issued.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TicketError {
+    /// No live binding has this id.
+    #[error("binding not found")]
+    NotFound,
+    /// The binding has `max` unused tickets already (one per subscriber it may have).
+    #[error("the binding has its maximum of {max} unused tickets")]
+    TooManyTickets {
+        /// The limit (the binding's subscriber limit).
+        max: usize,
+    },
+}
+
+impl ApiError for TicketError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            TicketError::NotFound => ErrorCode::NotFound,
+            TicketError::TooManyTickets { .. } => ErrorCode::TooManyTickets,
         }
     }
 }
@@ -482,5 +525,13 @@ mod tests {
             TransmitError::from_io(&io::Error::from(io::ErrorKind::ConnectionRefused)),
             TransmitError::ConnectionRefused
         );
+        assert!(TransmitError::ConnectionRefused.is_icmp());
+    }
+
+    #[test]
+    fn a_local_no_route_is_not_an_icmp_error() {
+        let no_route = TransmitError::from_io(&io::Error::from(io::ErrorKind::NetworkUnreachable));
+        assert_eq!(no_route, TransmitError::NoRoute);
+        assert!(!no_route.is_icmp());
     }
 }

@@ -145,17 +145,19 @@ pub mod policy;
 #[cfg(feature = "sim")]
 pub mod sim;
 mod subscriber;
+mod ticket;
 mod wallclock;
 
-pub use action::{Action, CloseReason, Datagram, Event, Reply};
+pub use action::{Action, CloseReason, Datagram, Event, IssuedTicket, Reply};
 pub use binding::{BindingCounters, BindingInfo};
 pub use command::{BindParams, Command, SubscribeParams};
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, UNPRIVILEGED_PORTS};
 pub use engine::{Counters, Engine};
 pub use error::{
     ApiError, BindError, BindingError, ErrorCode, OpenError, SendError, SubscribeError,
-    TransmitError, UnsubscribeError,
+    TicketError, TransmitError, UnsubscribeError,
 };
 pub use id::{BindingId, ParseBindingIdError, ParseSeqError, RequestId, Seq, SubscriberId};
 pub use lease::Lease;
+pub use ticket::{ParseTicketError, Ticket};
 pub use wallclock::WallClock;

@@ -7,7 +7,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::str::FromStr;
 
-use crate::config::Config;
+use crate::config::{Config, UNPRIVILEGED_PORTS};
 use crate::error::{BindError, SendError};
 
 /// Largest UDP payload over IPv4: 65,535 − 20 (IP header) − 8 (UDP header).
@@ -125,17 +125,63 @@ pub(crate) fn check_bind(
     if !allow_remote && !is_loopback(ip) {
         return Err(BindError::RemoteBindNotRequested(addr.ip()));
     }
-    if let Some(range) = &config.port_range {
-        // Port 0 asks the OS for an ephemeral port, which may fall outside the range.
-        if !range.contains(&addr.port()) {
-            return Err(BindError::PortNotAllowed {
-                port: addr.port(),
-                min: *range.start(),
-                max: *range.end(),
-            });
-        }
+    let range = &config.port_range;
+    // Port 0 asks the OS for an ephemeral port. The OS never picks a
+    // privileged one, so that is safe when every unprivileged port is allowed;
+    // with a narrower range it could fall outside.
+    let allowed = match addr.port() {
+        0 => range.start() <= UNPRIVILEGED_PORTS.start() && range.end() >= UNPRIVILEGED_PORTS.end(),
+        port => range.contains(&port),
+    };
+    if !allowed {
+        return Err(BindError::PortNotAllowed {
+            port: addr.port(),
+            min: *range.start(),
+            max: *range.end(),
+        });
     }
     Ok(allow_remote)
+}
+
+/// What a bound socket can send to, by the address it is bound to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Family {
+    /// An IPv4 socket: IPv4 destinations only.
+    V4,
+    /// An IPv6 socket bound to an IPv4-mapped address (`::ffff:a.b.c.d`): the
+    /// kernel treats it as IPv4, so only mapped destinations reach anything.
+    V6Mapped,
+    /// An IPv6 socket bound to a native IPv6 address: native IPv6 destinations only.
+    V6,
+    /// An IPv6 socket bound to `::`: dual-stack, native and mapped destinations.
+    V6Any,
+}
+
+impl Family {
+    fn of_socket(local: SocketAddr) -> Self {
+        match local.ip() {
+            IpAddr::V4(_) => Family::V4,
+            IpAddr::V6(v6) if v6.is_unspecified() => Family::V6Any,
+            IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() => Family::V6Mapped,
+            IpAddr::V6(_) => Family::V6,
+        }
+    }
+
+    /// Whether a socket of this family can send to `dest`. A mismatch is the
+    /// client's mistake, refused here: the kernel would refuse it with an
+    /// error (`EAFNOSUPPORT`, `ENETUNREACH`) that would look like the server's.
+    fn reaches(self, dest: SocketAddr) -> bool {
+        let mapped = match dest.ip() {
+            IpAddr::V4(_) => return self == Family::V4,
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().is_some(),
+        };
+        match self {
+            Family::V4 => false,
+            Family::V6Mapped => mapped,
+            Family::V6 => !mapped,
+            Family::V6Any => true,
+        }
+    }
 }
 
 /// Checks a send: destination rules, address family and payload size.
@@ -167,9 +213,7 @@ pub(crate) fn check_send(
     {
         return Err(SendError::Denied(dest));
     }
-    // An IPv4 socket cannot reach an IPv6 address; an IPv6 socket reaches IPv4
-    // only through mapped addresses, which the caller must spell as such.
-    if local.is_ipv4() != dest.is_ipv4() {
+    if !Family::of_socket(local).reaches(dest) {
         return Err(SendError::FamilyMismatch { dest, local });
     }
     let max = match dest.ip() {
@@ -250,9 +294,35 @@ mod tests {
     }
 
     #[test]
+    fn privileged_ports_are_refused_by_default_and_port_zero_allowed() {
+        let cfg = Config::default();
+        for port in [1, 53, 1023] {
+            assert_eq!(
+                check_bind(&cfg, SocketAddr::from(([127, 0, 0, 1], port)), false),
+                Err(BindError::PortNotAllowed {
+                    port,
+                    min: 1024,
+                    max: 65535
+                })
+            );
+        }
+        assert_eq!(check_bind(&cfg, sa("127.0.0.1:0"), false), Ok(false));
+        assert_eq!(check_bind(&cfg, sa("127.0.0.1:1024"), false), Ok(false));
+        let everything = Config {
+            port_range: 1..=65535,
+            ..Config::default()
+        };
+        assert_eq!(
+            check_bind(&everything, sa("127.0.0.1:53"), false),
+            Ok(false)
+        );
+        assert_eq!(check_bind(&everything, sa("127.0.0.1:0"), false), Ok(false));
+    }
+
+    #[test]
     fn port_outside_the_range_is_refused() {
         let cfg = Config {
-            port_range: Some(40_000..=40_010),
+            port_range: 40_000..=40_010,
             ..Config::default()
         };
         assert_eq!(check_bind(&cfg, sa("127.0.0.1:40005"), false), Ok(false));
@@ -312,7 +382,7 @@ mod tests {
         assert_eq!(check_send(&cfg, true, local4(), dest, 1), Ok(()));
         // A mapped loopback address is loopback.
         assert_eq!(
-            check_send(&cfg, false, sa("[::1]:5"), sa("[::ffff:127.0.0.1]:9"), 1),
+            check_send(&cfg, false, sa("[::]:5"), sa("[::ffff:127.0.0.1]:9"), 1),
             Ok(())
         );
     }
@@ -363,10 +433,35 @@ mod tests {
     #[test]
     fn family_mismatch_is_refused() {
         let cfg = Config::default();
-        assert!(matches!(
-            check_send(&cfg, false, local4(), sa("[::1]:9"), 1),
-            Err(SendError::FamilyMismatch { .. })
-        ));
+        // (binding, destination, reachable): what Linux's sendto(2) accepts.
+        for (local, dest, ok) in [
+            ("127.0.0.1:5", "[::1]:9", false),
+            ("127.0.0.1:5", "[::ffff:127.0.0.1]:9", false),
+            ("[::1]:5", "127.0.0.1:9", false),
+            // A socket on a mapped address is an IPv4 socket (EAFNOSUPPORT otherwise).
+            ("[::ffff:127.0.0.1]:5", "[::1]:9", false),
+            ("[::ffff:127.0.0.1]:5", "[::ffff:127.0.0.1]:9", true),
+            // A socket on a native IPv6 address cannot reach IPv4 (ENETUNREACH otherwise).
+            ("[::1]:5", "[::ffff:127.0.0.1]:9", false),
+            ("[::1]:5", "[::1]:9", true),
+            // A dual-stack socket reaches both.
+            ("[::]:5", "[::1]:9", true),
+            ("[::]:5", "[::ffff:127.0.0.1]:9", true),
+        ] {
+            let outcome = check_send(&cfg, false, sa(local), sa(dest), 1);
+            if ok {
+                assert_eq!(outcome, Ok(()), "{local} -> {dest}");
+            } else {
+                assert_eq!(
+                    outcome,
+                    Err(SendError::FamilyMismatch {
+                        dest: sa(dest),
+                        local: sa(local)
+                    }),
+                    "{local} -> {dest}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -27,6 +27,11 @@ pub(crate) struct Subscriber {
     pub(crate) last_activity: Instant,
     /// The idle entry in the engine's timer set, if any.
     pub(crate) idle_scheduled: Option<Instant>,
+    /// Payload bytes of each event in flight (delivered, credit not yet
+    /// returned), oldest first: credit comes back in delivery order.
+    pub(crate) in_flight: VecDeque<u32>,
+    /// Their sum.
+    pub(crate) in_flight_bytes: usize,
 }
 
 impl Subscriber {
@@ -39,12 +44,59 @@ impl Subscriber {
         }
     }
 
+    /// A subscriber of the binding at slab key `binding`, starting at `cursor`.
+    pub(crate) fn new(
+        binding: usize,
+        cursor: u64,
+        credit: u32,
+        idle_timeout: Option<Duration>,
+        now: Instant,
+    ) -> Self {
+        Subscriber {
+            binding,
+            cursor,
+            credit,
+            missed: 0,
+            idle_timeout,
+            last_activity: now,
+            idle_scheduled: idle_timeout.and_then(|d| now.checked_add(d)),
+            in_flight: VecDeque::new(),
+            in_flight_bytes: 0,
+        }
+    }
+
+    /// Notes an event sent to the stream; returns its payload bytes.
+    fn sent(&mut self, bytes: usize) -> usize {
+        // A payload is at most 64 KiB, so it fits.
+        self.in_flight
+            .push_back(u32::try_from(bytes).unwrap_or(u32::MAX));
+        self.in_flight_bytes += bytes;
+        self.credit -= 1;
+        bytes
+    }
+
+    /// `credit` events were written: takes them off the in-flight list and
+    /// returns the payload bytes no longer held for this subscriber.
+    pub(crate) fn written(&mut self, credit: u32) -> usize {
+        let mut freed = 0;
+        for _ in 0..credit {
+            let Some(bytes) = self.in_flight.pop_front() else {
+                break;
+            };
+            freed += bytes as usize;
+        }
+        self.in_flight_bytes -= freed;
+        freed
+    }
+
     /// Delivers what the ring holds for this subscriber, while credit lasts.
+    /// Adds the payload bytes now in flight to `buffered`.
     pub(crate) fn pump(
         &mut self,
         id: SubscriberId,
         binding: &mut Binding,
         out: &mut VecDeque<Action>,
+        buffered: &mut usize,
     ) {
         while self.credit > 0 {
             let first = binding.ring.first_seq();
@@ -62,7 +114,7 @@ impl Subscriber {
                     },
                 });
                 self.missed = 0;
-                self.credit -= 1;
+                self.sent(0);
                 continue;
             }
             let seq = self.cursor;
@@ -87,7 +139,7 @@ impl Subscriber {
             });
             binding.counters.deliveries += 1;
             self.cursor += 1;
-            self.credit -= 1;
+            *buffered += self.sent(entry.payload.len());
         }
     }
 }

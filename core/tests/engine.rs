@@ -16,7 +16,8 @@ use porthole_core::policy::{Network, MAX_PAYLOAD_V4, MAX_PAYLOAD_V6};
 use porthole_core::{
     Action, BindError, BindParams, BindingError, BindingId, BindingInfo, CloseReason, Command,
     Config, Datagram, Engine, Event, Lease, OpenError, Reply, RequestId, SendError, Seq,
-    SubscribeError, SubscribeParams, SubscriberId, TransmitError, UnsubscribeError, WallClock,
+    SubscribeError, SubscribeParams, SubscriberId, Ticket, TicketError, TransmitError,
+    UnsubscribeError, WallClock,
 };
 
 // ----- the hand-driven runtime ------------------------------------------------------
@@ -246,14 +247,14 @@ impl Harness {
         let c = self.engine.counters();
         assert_eq!(
             c.received,
-            c.delivered + c.dropped_overflow + c.dropped_closed + c.pending,
+            c.delivered + c.dropped_overflow + c.dropped_memory + c.dropped_closed + c.pending,
             "engine counters do not balance: {c:?}"
         );
         for b in self.engine.bindings() {
             let k = b.counters;
             assert_eq!(
                 k.received,
-                k.delivered + k.dropped_overflow + k.pending,
+                k.delivered + k.dropped_overflow + k.dropped_memory + k.pending,
                 "counters of {} do not balance: {k:?}",
                 b.id
             );
@@ -492,14 +493,15 @@ fn lease_is_clamped_to_max_lease() {
     assert_eq!(huge.lease, Lease::from_secs(86_400));
 
     let mut h = Harness::with_config(Config {
+        default_lease: Lease::from_secs(30),
         max_lease: Lease::from_secs(60),
         ..Config::default()
     });
     let b = h.bind_lease(61, Duration::ZERO);
     assert_eq!(b.lease, Lease::from_secs(60));
-    // The default (300 s) is clamped too, and so is a heartbeat's new lease.
+    // A bind that asks for none gets the default; a heartbeat's new lease is clamped.
     let d = h.bind(BindParams::new(sa("127.0.0.1:0")), Duration::ZERO);
-    assert_eq!(d.lease, Lease::from_secs(60));
+    assert_eq!(d.lease, Lease::from_secs(30));
     let Reply::Heartbeat(Ok(info)) = h.heartbeat(b.id, Some(3_600), secs(1)) else {
         panic!("heartbeat succeeds");
     };
@@ -1058,7 +1060,7 @@ fn remote_bind_needs_both_the_binding_and_the_config_to_allow_it() {
 #[test]
 fn bind_port_must_lie_in_the_configured_range() {
     let mut h = Harness::with_config(Config {
-        port_range: Some(40_000..=40_010),
+        port_range: 40_000..=40_010,
         ..Config::default()
     });
     for port in [39_999, 40_011, 0] {
@@ -1460,6 +1462,7 @@ fn idle_subscriber_is_ended_when_its_idle_timeout_passes() {
     let (s, _) = h.subscribe_with(
         SubscribeParams {
             idle_timeout: Some(secs(5)),
+            ticket: None,
             ..SubscribeParams::new(b.id)
         },
         secs(1),
@@ -1485,6 +1488,7 @@ fn traffic_postpones_the_idle_timeout() {
     let (s, _) = h.subscribe_with(
         SubscribeParams {
             idle_timeout: Some(secs(5)),
+            ticket: None,
             ..SubscribeParams::new(b.id)
         },
         secs(1),
@@ -1855,6 +1859,7 @@ fn scenario(seed: [u8; 32], base: Instant) -> Vec<Action> {
     h.subscribe_with(
         SubscribeParams {
             idle_timeout: Some(secs(5)),
+            ticket: None,
             ..SubscribeParams::new(b.id)
         },
         secs(1),
@@ -2017,4 +2022,290 @@ fn engine_replies_encode_to_the_documented_statuses() {
     h.ask(Command::Shutdown, secs(2));
     let refused = h.ask(Command::Bind(BindParams::new(sa("127.0.0.1:0"))), secs(2));
     assert_eq!(error_code(&refused), (503, "shutting_down".into()));
+}
+
+// ----- memory bound -------------------------------------------------------------------
+
+fn payload_of(len: usize) -> Bytes {
+    Bytes::from(vec![0x5a; len])
+}
+
+#[test]
+fn tiny_and_large_datagrams_on_unsubscribed_bindings_stay_within_the_memory_cap() {
+    const CAP: usize = 1024 * 1024;
+    let mut h = Harness::with_config(Config {
+        max_buffered_bytes: CAP,
+        ..Config::default()
+    });
+    let bindings: Vec<BindingId> = (0..8).map(|_| h.bind_loopback(Duration::ZERO).id).collect();
+    // Interleave 1-byte datagrams to most bindings with 64 KiB ones to the last.
+    let (tiny, large) = bindings.split_at(7);
+    for round in 0..200u64 {
+        for &b in tiny {
+            h.engine
+                .handle_datagram(b, peer(), payload_of(1), h.at(ms(round)));
+        }
+        h.engine
+            .handle_datagram(large[0], peer(), payload_of(65_000), h.at(ms(round)));
+        assert!(
+            h.drain().is_empty(),
+            "nobody subscribed: nothing to deliver"
+        );
+        assert!(h.engine.buffered_bytes() <= CAP, "round {round}");
+    }
+    let held: usize = h.engine.bindings().iter().map(|b| b.buffered_bytes).sum();
+    assert_eq!(held, h.engine.buffered_bytes());
+    // Each tiny binding holds its ring of 1-byte datagrams, no more.
+    for info in h.engine.bindings().iter().filter(|b| tiny.contains(&b.id)) {
+        assert_eq!(info.buffered_bytes, 200, "1 byte per datagram held");
+    }
+    let big = h.engine.binding(&large[0]).unwrap();
+    assert!(big.buffered_bytes <= Config::default().ring_bytes + 65_000);
+    h.assert_counters_balance();
+}
+
+#[test]
+fn datagrams_beyond_the_memory_cap_are_dropped_and_counted() {
+    let mut h = Harness::with_config(Config {
+        max_buffered_bytes: 250,
+        ..Config::default()
+    });
+    let a = h.bind_loopback(Duration::ZERO).id;
+    let b = h.bind_loopback(Duration::ZERO).id;
+    for _ in 0..2 {
+        h.engine
+            .handle_datagram(a, peer(), payload_of(100), h.at(ms(1)));
+    }
+    // 200 of 250 bytes held: 100 more would pass the cap.
+    h.engine
+        .handle_datagram(b, peer(), payload_of(100), h.at(ms(2)));
+    h.engine
+        .handle_datagram(b, peer(), payload_of(50), h.at(ms(3)));
+    assert_eq!(h.engine.buffered_bytes(), 250);
+    let info = h.engine.binding(&b).unwrap();
+    assert_eq!(
+        (
+            info.counters.received,
+            info.counters.dropped_memory,
+            info.counters.pending
+        ),
+        (2, 1, 1)
+    );
+    assert_eq!(h.engine.counters().dropped_memory, 1);
+    h.assert_counters_balance();
+
+    // Unbinding gives the memory back.
+    h.ask(Command::Unbind { binding: a }, ms(4));
+    assert_eq!(h.engine.buffered_bytes(), 50);
+    h.engine
+        .handle_datagram(b, peer(), payload_of(100), h.at(ms(5)));
+    assert_eq!(h.engine.binding(&b).unwrap().counters.dropped_memory, 1);
+    h.assert_counters_balance();
+}
+
+#[test]
+fn deliveries_in_flight_count_until_their_credit_returns() {
+    let mut h = Harness::with_config(Config {
+        ring_datagrams: 1,
+        ..Config::default()
+    });
+    let b = h.bind_loopback(Duration::ZERO).id;
+    let s = h.subscribe(b, Duration::ZERO);
+    h.engine
+        .handle_datagram(b, peer(), payload_of(300), h.at(ms(1)));
+    h.engine
+        .handle_datagram(b, peer(), payload_of(200), h.at(ms(2)));
+    assert_eq!(h.drain().len(), 2);
+    // The ring holds the newest (200); both are in flight to the stream.
+    assert_eq!(h.engine.buffered_bytes(), 200 + 300 + 200);
+    assert_eq!(h.engine.binding(&b).unwrap().buffered_bytes, 700);
+    h.credit(s, 1, ms(3));
+    assert_eq!(h.engine.buffered_bytes(), 200 + 200);
+    h.credit(s, 5, ms(4));
+    assert_eq!(h.engine.buffered_bytes(), 200);
+    // A stream that goes away lets go of what it had in flight.
+    h.engine
+        .handle_datagram(b, peer(), payload_of(10), h.at(ms(5)));
+    assert_eq!(h.drain().len(), 1);
+    assert_eq!(h.engine.buffered_bytes(), 20);
+    h.engine.handle_subscriber_gone(s, h.at(ms(6)));
+    assert_eq!(h.engine.buffered_bytes(), 10);
+}
+
+// ----- stream tickets -------------------------------------------------------------------
+
+fn issue(h: &mut Harness, binding: BindingId, at: Duration) -> Result<Ticket, TicketError> {
+    match h.ask(Command::IssueTicket { binding }, at) {
+        Reply::Ticket(result) => result.map(|issued| {
+            assert_eq!(issued.binding, binding);
+            assert_eq!(issued.lifetime, secs(30));
+            assert_eq!(issued.expires_at, wall(at + secs(30)));
+            issued.ticket
+        }),
+        other => panic!("expected a ticket reply, got {other:?}"),
+    }
+}
+
+fn subscribe_with_ticket(
+    h: &mut Harness,
+    binding: BindingId,
+    ticket: Ticket,
+    at: Duration,
+) -> Reply {
+    let params = SubscribeParams {
+        ticket: Some(ticket),
+        ..SubscribeParams::new(binding)
+    };
+    h.ask(Command::Subscribe(params), at)
+}
+
+#[test]
+fn a_ticket_opens_one_stream_of_its_binding() {
+    let mut h = Harness::new();
+    let b = h.bind_loopback(Duration::ZERO).id;
+    let other = h.bind_loopback(Duration::ZERO).id;
+    let ticket = issue(&mut h, b, secs(1)).unwrap();
+    assert_eq!(
+        subscribe_with_ticket(&mut h, other, ticket, secs(2)),
+        Reply::Subscribe(Err(SubscribeError::InvalidTicket)),
+        "another binding's ticket"
+    );
+    assert!(matches!(
+        subscribe_with_ticket(&mut h, b, ticket, secs(2)),
+        Reply::Subscribe(Ok(_))
+    ));
+    assert_eq!(
+        subscribe_with_ticket(&mut h, b, ticket, secs(3)),
+        Reply::Subscribe(Err(SubscribeError::InvalidTicket)),
+        "a ticket is single-use"
+    );
+}
+
+#[test]
+fn a_ticket_expires_on_the_engine_clock() {
+    let mut h = Harness::new();
+    let b = h.bind_loopback(Duration::ZERO).id;
+    let ticket = issue(&mut h, b, secs(1)).unwrap();
+    assert_eq!(
+        subscribe_with_ticket(&mut h, b, ticket, secs(31)),
+        Reply::Subscribe(Err(SubscribeError::InvalidTicket))
+    );
+    let fresh = issue(&mut h, b, secs(40)).unwrap();
+    assert_ne!(fresh, ticket, "tickets are random");
+    assert!(matches!(
+        subscribe_with_ticket(&mut h, b, fresh, secs(69)),
+        Reply::Subscribe(Ok(_))
+    ));
+}
+
+#[test]
+fn unused_tickets_are_bounded_per_binding_and_die_with_it() {
+    let mut h = Harness::with_config(Config {
+        max_subscribers_per_binding: 2,
+        ..Config::default()
+    });
+    let b = h.bind_loopback(Duration::ZERO).id;
+    issue(&mut h, b, secs(1)).unwrap();
+    issue(&mut h, b, secs(1)).unwrap();
+    assert_eq!(
+        issue(&mut h, b, secs(1)),
+        Err(TicketError::TooManyTickets { max: 2 })
+    );
+    // Expired ones make room.
+    assert!(issue(&mut h, b, secs(31)).is_ok());
+    h.ask(Command::Unbind { binding: b }, secs(32));
+    assert_eq!(issue(&mut h, b, secs(33)), Err(TicketError::NotFound));
+}
+
+#[test]
+fn no_client_input_is_answered_with_a_server_error() {
+    use porthole_core::api::{self, JsonResponse};
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config as RunConfig, TestRunner};
+
+    // Whatever a client puts in a body, path segment or query, the codec and
+    // the engine answer it with a 2xx or a 4xx; a 5xx is for the server's own
+    // trouble (out of descriptors, shutting down), never for bad input.
+    let mut runner = TestRunner::new(RunConfig::with_cases(512));
+    let strategy = (
+        any::<u8>(),
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..64),
+            "\\{\"(dest|payload|port|addr|lease_secs|allow_remote|datagrams)\":[^}]{0,40}\\}"
+                .prop_map(String::into_bytes),
+            (
+                "(127\\.0\\.0\\.1|\\[::1\\]|\\[::ffff:127\\.0\\.0\\.1\\]|0\\.0\\.0\\.0|224\\.0\\.0\\.1|\\[::\\]|255\\.255\\.255\\.255)",
+                any::<u16>(),
+                "[A-Za-z0-9+/=]{0,12}"
+            )
+                .prop_map(|(ip, port, payload)| {
+                    format!(r#"{{"dest":"{ip}:{port}","payload":"{payload}"}}"#).into_bytes()
+                }),
+            (
+                "(127\\.0\\.0\\.1|::1|::ffff:127\\.0\\.0\\.1|0\\.0\\.0\\.0|::|10\\.0\\.0\\.1|224\\.0\\.0\\.1)",
+                any::<u16>(),
+                any::<bool>(),
+                any::<Option<u64>>()
+            )
+                .prop_map(|(addr, port, remote, lease)| {
+                    let lease = lease.map_or("null".to_owned(), |l| l.to_string());
+                    format!(
+                        r#"{{"addr":"{addr}","port":{port},"allow_remote":{remote},"lease_secs":{lease}}}"#
+                    )
+                    .into_bytes()
+                }),
+        ],
+        "[ -~]{0,40}",
+    );
+    let checked = runner.run(&strategy, |(route, body, text)| {
+        let mut h = Harness::new();
+        // Bindings on every family, so sends meet every combination.
+        let locals: Vec<BindingId> = ["127.0.0.1:0", "[::1]:0", "[::ffff:127.0.0.1]:0"]
+            .iter()
+            .map(|addr| h.bind(BindParams::new(sa(addr)), Duration::ZERO).id)
+            .collect();
+        let binding = locals[usize::from(route) % locals.len()];
+        let command = match route % 6 {
+            0 => api::decode_bind(&body).map(Command::Bind),
+            1 => api::decode_send(&body).map(|(dest, payload)| Command::Send {
+                binding,
+                dest,
+                payload,
+            }),
+            2 => api::decode_heartbeat(&body).map(|lease_secs| Command::Heartbeat {
+                binding,
+                lease_secs,
+            }),
+            3 => api::parse_binding_id(&text).map(|binding| Command::Unbind { binding }),
+            4 => api::parse_recv_query(Some(&text)).map(|q| {
+                Command::Subscribe(SubscribeParams {
+                    ticket: q.ticket,
+                    idle_timeout: q.idle_for,
+                    ..SubscribeParams::new(binding)
+                })
+            }),
+            _ => api::parse_last_event_id(text.as_bytes()).map(|after| {
+                Command::Subscribe(SubscribeParams {
+                    resume_after: Some(after),
+                    ..SubscribeParams::new(binding)
+                })
+            }),
+        };
+        let status = match command {
+            Err(e) => JsonResponse::from_error(&e).status,
+            Ok(command) => {
+                let (request, actions) = h.command(command, secs(1));
+                match reply_to(&actions, request) {
+                    Some(reply) => encode_reply(&reply).status,
+                    // A bind or send waits for its I/O outcome: nothing refused it.
+                    None => 200,
+                }
+            }
+        };
+        prop_assert!(status < 500, "answered {status}");
+        Ok(())
+    });
+    if let Err(e) = checked {
+        panic!("{e}");
+    }
 }

@@ -1182,6 +1182,7 @@ impl Sut {
                                 .collect(),
                         ),
                         Reply::Shutdown => Shape::Shutdown,
+                        Reply::Ticket(_) => panic!("the model never asks for a ticket"),
                     };
                     assert!(e.replies.insert(request.0, shape).is_none(), "two replies");
                 }

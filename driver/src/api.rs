@@ -8,7 +8,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_channel::Sender;
 use bytes::Bytes;
@@ -20,9 +19,10 @@ use porthole_core::api::{self as codec, JsonResponse, RequestError};
 use porthole_core::{Command, ErrorCode, Reply, RequestId, SubscribeParams};
 
 use crate::body::{ApiBody, EventStream};
+use crate::config::HttpConfig;
 use crate::driver::Input;
+use crate::edge;
 use crate::runtime::Runtime;
-use crate::token::Token;
 
 /// The Porthole HTTP API as a handler: give it requests, it answers them.
 ///
@@ -38,26 +38,31 @@ struct Shared {
     runtime: Arc<dyn Runtime>,
     control: Sender<Input>,
     next_request: AtomicU64,
-    token: Option<Token>,
-    max_body: usize,
-    keep_alive: Duration,
+    http: HttpConfig,
 }
 
 impl std::fmt::Debug for Api {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Api")
-            .field("auth", &self.shared.token.is_some())
-            .field("max_body", &self.shared.max_body)
+            .field("auth", &self.shared.http.token.is_some())
+            .field("max_body", &self.shared.http.max_request_body)
             .finish_non_exhaustive()
     }
 }
 
 /// A route of the API, with the binding id from the path where it has one.
+///
+/// A path matches a route exactly or not at all: every segment is compared
+/// as sent, without percent-decoding or dot-segment removal, and an id is one
+/// non-empty segment. Ids never contain characters that need encoding, so an
+/// encoded path names no route (`404 route_not_found`) or no binding
+/// (`404 not_found`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Route<'a> {
     Bind,
     Unbind(&'a str),
     Recv(&'a str),
+    Ticket(&'a str),
     Send(&'a str),
     Heartbeat(&'a str),
     Status,
@@ -66,26 +71,37 @@ enum Route<'a> {
 impl<'a> Route<'a> {
     fn parse(path: &'a str) -> Option<Self> {
         let rest = path.strip_prefix(codec::PREFIX)?.strip_prefix('/')?;
-        let (name, id) = match rest.split_once('/') {
-            Some((name, id)) => (name, Some(id)),
-            None => (rest, None),
+        let mut segments = rest.split('/');
+        let route = match (segments.next(), segments.next(), segments.next()) {
+            (Some("bind"), None, _) => Route::Bind,
+            (Some("status"), None, _) => Route::Status,
+            (Some("bind"), Some(id), None) => Route::Unbind(id),
+            (Some("recv"), Some(id), None) => Route::Recv(id),
+            (Some("recv"), Some(id), Some("ticket")) => Route::Ticket(id),
+            (Some("send"), Some(id), None) => Route::Send(id),
+            (Some("heartbeat"), Some(id), None) => Route::Heartbeat(id),
+            _ => return None,
         };
-        let id = id.filter(|id| !id.is_empty() && !id.contains('/'));
-        match (name, id) {
-            ("bind", None) if !rest.ends_with('/') => Some(Route::Bind),
-            ("status", None) if !rest.ends_with('/') => Some(Route::Status),
-            ("bind", Some(id)) => Some(Route::Unbind(id)),
-            ("recv", Some(id)) => Some(Route::Recv(id)),
-            ("send", Some(id)) => Some(Route::Send(id)),
-            ("heartbeat", Some(id)) => Some(Route::Heartbeat(id)),
-            _ => None,
+        let exact = segments.next().is_none() && !route.id().is_some_and(str::is_empty);
+        exact.then_some(route)
+    }
+
+    /// The binding id segment, for the routes that have one.
+    fn id(self) -> Option<&'a str> {
+        match self {
+            Route::Bind | Route::Status => None,
+            Route::Unbind(id)
+            | Route::Recv(id)
+            | Route::Ticket(id)
+            | Route::Send(id)
+            | Route::Heartbeat(id) => Some(id),
         }
     }
 
     /// The methods the route takes, as the `Allow` header lists them.
     fn allowed(self) -> &'static str {
         match self {
-            Route::Bind | Route::Send(_) => "POST",
+            Route::Bind | Route::Send(_) | Route::Ticket(_) => "POST",
             Route::Unbind(_) => "DELETE",
             Route::Recv(_) | Route::Status => "GET",
             Route::Heartbeat(_) => "PUT, POST",
@@ -94,56 +110,104 @@ impl<'a> Route<'a> {
 
     fn takes(self, method: &Method) -> bool {
         match self {
-            Route::Bind | Route::Send(_) => method == Method::POST,
+            Route::Bind | Route::Send(_) | Route::Ticket(_) => method == Method::POST,
             Route::Unbind(_) => method == Method::DELETE,
             Route::Recv(_) | Route::Status => method == Method::GET,
             Route::Heartbeat(_) => method == Method::PUT || method == Method::POST,
         }
     }
+
+    /// Whether a stream ticket may stand in for the token: the routes a
+    /// browser opens without being able to set headers.
+    fn takes_ticket(self) -> bool {
+        matches!(self, Route::Recv(_))
+    }
 }
 
 impl Api {
-    pub(crate) fn new(
-        runtime: Arc<dyn Runtime>,
-        control: Sender<Input>,
-        token: Option<Token>,
-        max_body: usize,
-        keep_alive: Duration,
-    ) -> Self {
+    pub(crate) fn new(runtime: Arc<dyn Runtime>, control: Sender<Input>, http: HttpConfig) -> Self {
         Api {
             shared: Arc::new(Shared {
                 runtime,
                 control,
                 next_request: AtomicU64::new(1),
-                token,
-                max_body,
-                keep_alive,
+                http,
             }),
         }
     }
 
     /// Answers one request. Every outcome is a response: errors are
     /// `{"error": "<code>", "message": "..."}` with the code's status.
+    ///
+    /// The web boundary comes first, before anything can change: a `Host`
+    /// that is not an IP literal, `localhost` or an allowed name, and an
+    /// `Origin` that is not allowed, are refused (403). A preflight
+    /// (`OPTIONS`) from an allowed origin is answered before auth, and every
+    /// answer to an allowed origin carries its CORS headers.
     pub async fn handle<B>(&self, request: Request<B>) -> Response<ApiBody>
     where
         B: Body,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let (parts, body) = request.into_parts();
-        let path = parts.uri.path();
-        let guarded = path == "/v1" || path.starts_with("/v1/");
-        if guarded {
-            if let Some(token) = &self.shared.token {
-                if !token.authorizes(&parts.headers) {
-                    let mut response = request_error(&RequestError::Unauthorized);
-                    response
-                        .headers_mut()
-                        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-                    return response;
-                }
+        let http = &self.shared.http;
+        if let Some(host) = parts.headers.get(header::HOST) {
+            if !edge::host_allowed(host.as_bytes(), &http.allowed_hosts) {
+                let host = String::from_utf8_lossy(host.as_bytes()).into_owned();
+                return request_error(&RequestError::HostNotAllowed(host));
             }
         }
-        let Some(route) = Route::parse(path) else {
+        let origin = parts.headers.get(header::ORIGIN).cloned();
+        if let Some(origin) = &origin {
+            if !http.allowed_origins.allows(origin.as_bytes()) {
+                let origin = String::from_utf8_lossy(origin.as_bytes()).into_owned();
+                return request_error(&RequestError::OriginNotAllowed(origin));
+            }
+        }
+        let mut response = if parts.method == Method::OPTIONS {
+            let mut response = Response::new(ApiBody::full(Bytes::new()));
+            *response.status_mut() = StatusCode::NO_CONTENT;
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(edge::ALLOW_METHODS));
+            if origin.is_some() {
+                edge::preflight(response.headers_mut(), &parts.headers);
+            }
+            response
+        } else {
+            self.route(&parts, body).await
+        };
+        let headers = response.headers_mut();
+        // Answers differ by Origin (CORS headers or 403): caches must know.
+        headers.insert(header::VARY, HeaderValue::from_static("Origin"));
+        if let Some(origin) = &origin {
+            edge::allow_origin(headers, origin);
+        }
+        response
+    }
+
+    /// Authenticates and routes a request that passed the web boundary.
+    async fn route<B>(&self, parts: &hyper::http::request::Parts, body: B) -> Response<ApiBody>
+    where
+        B: Body,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let path = parts.uri.path();
+        let route = Route::parse(path);
+        let guarded = path == "/v1" || path.starts_with("/v1/");
+        if let (true, Some(token)) = (guarded, &self.shared.http.token) {
+            // A browser's stream presents a ticket instead; the engine checks it.
+            let ticket = route.is_some_and(Route::takes_ticket)
+                && codec::query_has(parts.uri.query(), "ticket");
+            if !ticket && !token.authorizes(&parts.headers) {
+                let mut response = request_error(&RequestError::Unauthorized);
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                return response;
+            }
+        }
+        let Some(route) = route else {
             return request_error(&RequestError::RouteNotFound(path.to_owned()));
         };
         if !route.takes(&parts.method) {
@@ -157,7 +221,7 @@ impl Api {
                 .insert(header::ALLOW, HeaderValue::from_static(allowed));
             return response;
         }
-        let result = self.respond(route, &parts, body).await;
+        let result = self.respond(route, parts, body).await;
         match result {
             Ok(response) => response,
             Err(Failure::Request(e)) => request_error(&e),
@@ -187,6 +251,9 @@ impl Api {
                 Command::Bind(codec::decode_bind(&self.read_body(headers, body).await?)?)
             }
             Route::Unbind(id) => Command::Unbind {
+                binding: codec::parse_binding_id(id)?,
+            },
+            Route::Ticket(id) => Command::IssueTicket {
                 binding: codec::parse_binding_id(id)?,
             },
             Route::Send(id) => {
@@ -222,11 +289,13 @@ impl Api {
         let resume_after = headers
             .get("last-event-id")
             .map(|value| codec::parse_last_event_id(value.as_bytes()))
-            .transpose()?;
+            .transpose()?
+            .or(query.last_event_id);
         let params = SubscribeParams {
             binding,
             resume_after,
             idle_timeout: query.idle_for,
+            ticket: query.ticket,
         };
         let (sink, items) = async_channel::unbounded();
         let reply = self
@@ -241,7 +310,7 @@ impl Api {
             items,
             self.shared.control.clone(),
             Arc::clone(&self.shared.runtime),
-            self.shared.keep_alive,
+            self.shared.http.keep_alive,
         );
         let mut response = Response::new(ApiBody::events(stream));
         let headers = response.headers_mut();
@@ -262,7 +331,7 @@ impl Api {
         B: Body,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
-        let max = self.shared.max_body;
+        let max = self.shared.http.max_request_body;
         let announced = headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
@@ -381,6 +450,10 @@ mod tests {
             Route::parse("/v1/udp/heartbeat/abc"),
             Some(Route::Heartbeat("abc"))
         );
+        assert_eq!(
+            Route::parse("/v1/udp/recv/abc/ticket"),
+            Some(Route::Ticket("abc"))
+        );
     }
 
     #[test]
@@ -393,8 +466,17 @@ mod tests {
             "/v1/udp/bind/",
             "/v1/udp/status/",
             "/v1/udp/status/x",
+            "/v1/udp/status/a/b",
+            "/v1/udp/bind/x/y",
+            "/v1/udp/bind/../../etc/passwd",
             "/v1/udp/recv",
+            "/v1/udp/recv/",
+            "/v1/udp/recv//ticket",
             "/v1/udp/recv/a/b",
+            "/v1/udp/recv/a/ticket/",
+            "/v1/udp/send/a/",
+            "/v1/udp//bind",
+            "/v1/udp/%62ind",
             "/v1/udpx/bind",
             "/v2/udp/bind",
         ] {

@@ -27,8 +27,10 @@ use std::time::Duration;
 pub use clap::Parser;
 use clap::{Args, CommandFactory, FromArgMatches, Subcommand};
 use porthole_core::policy::Network;
-use porthole_core::{Config, Lease};
+use porthole_core::{Config, ConfigError, Lease};
 
+use crate::config::{HttpConfig, HttpConfigError};
+use crate::edge::{AllowedOrigins, Origin};
 use crate::runtime::Runtime;
 use crate::server::{Server, ServerConfig};
 use crate::token::{Token, TokenError};
@@ -70,9 +72,10 @@ pub struct ServeArgs {
     /// Let bindings that ask for `allow_remote` bind and send beyond loopback.
     #[arg(long, env = "PORTHOLE_ALLOW_REMOTE")]
     pub allow_remote: bool,
-    /// Only allow binding ports in this range, e.g. `40000-40999`.
-    #[arg(long, env = "PORTHOLE_PORT_RANGE", value_parser = parse_port_range)]
-    pub port_range: Option<RangeInclusive<u16>>,
+    /// Only allow binding ports in this range, e.g. `40000-40999` (port 0, any
+    /// free port, only while the range holds every port from 1024 up).
+    #[arg(long, env = "PORTHOLE_PORT_RANGE", value_parser = parse_port_range, default_value = "1024-65535")]
+    pub port_range: RangeInclusive<u16>,
     /// Most SSE streams per binding.
     #[arg(long, env = "PORTHOLE_MAX_SUBSCRIBERS", default_value_t = Config::default().max_subscribers_per_binding)]
     pub max_subscribers: usize,
@@ -88,12 +91,28 @@ pub struct ServeArgs {
     /// Largest datagram payload a client may send, in bytes.
     #[arg(long, env = "PORTHOLE_MAX_PAYLOAD", default_value_t = Config::default().max_payload)]
     pub max_payload: usize,
+    /// Most payload bytes all bindings together hold (replay rings and
+    /// deliveries in flight); datagrams beyond it are dropped and counted.
+    #[arg(long, env = "PORTHOLE_MAX_BUFFERED_BYTES", default_value_t = Config::default().max_buffered_bytes)]
+    pub max_buffered_bytes: usize,
+    /// Seconds a stream ticket stays valid.
+    #[arg(long, env = "PORTHOLE_TICKET_LIFETIME", default_value_t = Config::default().ticket_lifetime.as_secs())]
+    pub ticket_lifetime: u64,
     /// Largest HTTP request body, in bytes.
-    #[arg(long, env = "PORTHOLE_MAX_BODY", default_value_t = Config::default().max_request_body)]
+    #[arg(long, env = "PORTHOLE_MAX_BODY", default_value_t = HttpConfig::default().max_request_body)]
     pub max_body: usize,
     /// Seconds between keep-alive comments on a quiet stream.
-    #[arg(long, env = "PORTHOLE_KEEP_ALIVE", default_value_t = Config::default().keep_alive.as_secs())]
+    #[arg(long, env = "PORTHOLE_KEEP_ALIVE", default_value_t = HttpConfig::default().keep_alive.as_secs())]
     pub keep_alive: u64,
+    /// Web pages that may use the API from a browser (comma-separated exact
+    /// origins such as `https://app.example.com`); default: loopback pages
+    /// (`http(s)://localhost`, `127.0.0.1` or `[::1]`, any port).
+    #[arg(long, env = "PORTHOLE_ALLOW_ORIGIN", value_delimiter = ',')]
+    pub allow_origin: Vec<Origin>,
+    /// Names the `Host` header may carry besides IP addresses and `localhost`
+    /// (comma-separated), e.g. the name a reverse proxy forwards.
+    #[arg(long, env = "PORTHOLE_ALLOW_HOST", value_delimiter = ',')]
+    pub allow_host: Vec<String>,
     /// Only allow sending to these networks (comma-separated CIDRs).
     #[arg(long, env = "PORTHOLE_DEST_ALLOW", value_delimiter = ',')]
     pub dest_allow: Vec<Network>,
@@ -102,15 +121,52 @@ pub struct ServeArgs {
     pub dest_deny: Vec<Network>,
 }
 
-/// Flags that parse but do not make a usable configuration.
+/// Flags that parse but do not make a usable configuration. Each message
+/// names the flags and environment variables to change.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     /// The token cannot be used.
-    #[error("--token: {0}")]
+    #[error("--token (PORTHOLE_TOKEN): {0}")]
     Token(#[from] TokenError),
-    /// The limits are inconsistent.
-    #[error("{0}")]
-    Config(#[from] porthole_core::ConfigError),
+    /// The engine's limits are inconsistent.
+    #[error("{}", engine_message(.0))]
+    Config(#[from] ConfigError),
+    /// The HTTP settings are inconsistent.
+    #[error("{}", http_message(.0))]
+    Http(#[from] HttpConfigError),
+}
+
+/// The engine's refusal, in terms of the flags that set the fields.
+fn engine_message(e: &ConfigError) -> String {
+    match e {
+        ConfigError::NoBindings => "--max-bindings (PORTHOLE_MAX_BINDINGS) must be at least 1".into(),
+        ConfigError::ZeroLease => "--default-lease (PORTHOLE_DEFAULT_LEASE) and --max-lease (PORTHOLE_MAX_LEASE) must be at least 1 second".into(),
+        ConfigError::EmptyRing => "--ring-datagrams (PORTHOLE_RING_DATAGRAMS) must be at least 1".into(),
+        ConfigError::NoWindow => "--delivery-window (PORTHOLE_DELIVERY_WINDOW) must be at least 1".into(),
+        ConfigError::NoSubscribers => "--max-subscribers (PORTHOLE_MAX_SUBSCRIBERS) must be at least 1".into(),
+        ConfigError::EmptyPortRange => "--port-range (PORTHOLE_PORT_RANGE) is empty".into(),
+        ConfigError::DefaultLeaseAboveMax { default, max } => format!(
+            "--default-lease (PORTHOLE_DEFAULT_LEASE) is {default} s, longer than --max-lease (PORTHOLE_MAX_LEASE), {max} s"
+        ),
+        ConfigError::MaxPayloadOutOfRange { value, max } => format!(
+            "--max-payload (PORTHOLE_MAX_PAYLOAD) is {value}; UDP carries at most {max} bytes"
+        ),
+        ConfigError::NoBufferSpace => "--max-buffered-bytes (PORTHOLE_MAX_BUFFERED_BYTES) must be at least 1".into(),
+        ConfigError::ZeroTicketLifetime => "--ticket-lifetime (PORTHOLE_TICKET_LIFETIME) must be at least 1 second".into(),
+    }
+}
+
+/// The HTTP configuration's refusal, in terms of the flags that set the fields.
+fn http_message(e: &HttpConfigError) -> String {
+    match e {
+        HttpConfigError::ZeroKeepAlive => {
+            "--keep-alive (PORTHOLE_KEEP_ALIVE) must be at least 1 second".into()
+        }
+        HttpConfigError::ZeroMaxBody => "--max-body (PORTHOLE_MAX_BODY) must be at least 1".into(),
+        HttpConfigError::BadHost(host) => {
+            format!("--allow-host (PORTHOLE_ALLOW_HOST): {host:?} is not a DNS name")
+        }
+    }
 }
 
 impl ServeArgs {
@@ -125,18 +181,29 @@ impl ServeArgs {
             ring_bytes: self.ring_bytes,
             delivery_window: self.delivery_window,
             max_payload: self.max_payload,
-            max_request_body: self.max_body,
+            max_buffered_bytes: self.max_buffered_bytes,
             allow_remote: self.allow_remote,
             port_range: self.port_range.clone(),
             dest_allow: self.dest_allow.clone(),
             dest_deny: self.dest_deny.clone(),
-            keep_alive: Duration::from_secs(self.keep_alive.max(1)),
+            ticket_lifetime: Duration::from_secs(self.ticket_lifetime),
         };
         engine.validate()?;
-        let token = self.token.as_deref().map(Token::new).transpose()?;
+        let http = HttpConfig {
+            token: self.token.as_deref().map(Token::new).transpose()?,
+            max_request_body: self.max_body,
+            keep_alive: Duration::from_secs(self.keep_alive),
+            allowed_origins: if self.allow_origin.is_empty() {
+                AllowedOrigins::Loopback
+            } else {
+                AllowedOrigins::List(self.allow_origin.clone())
+            },
+            allowed_hosts: self.allow_host.clone(),
+        };
+        http.validate()?;
         Ok(ServerConfig {
             listen: self.listen,
-            token,
+            http,
             engine,
         })
     }
@@ -282,7 +349,7 @@ mod tests {
     fn defaults_are_loopback_and_the_engine_defaults() {
         let config = parse(&[]).unwrap();
         assert_eq!(config.listen, crate::DEFAULT_LISTEN);
-        assert!(config.token.is_none());
+        assert_eq!(config.http, HttpConfig::default());
         assert_eq!(config.engine, Config::default());
     }
 
@@ -304,22 +371,38 @@ mod tests {
             "--max-body=4096",
             "--keep-alive=2",
             "--dest-deny=10.0.0.0/8,192.168.0.0/16",
+            "--max-buffered-bytes=5000",
+            "--ticket-lifetime=9",
+            "--allow-origin=https://app.example.com,http://localhost:5173",
+            "--allow-host=porthole.internal",
         ])
         .unwrap();
         let e = &config.engine;
         assert_eq!(config.listen, "127.0.0.1:0".parse().unwrap());
-        assert_eq!(config.token, Some(Token::new("t0k").unwrap()));
+        assert_eq!(config.http.token, Some(Token::new("t0k").unwrap()));
         assert_eq!(e.max_bindings, 7);
         assert_eq!(e.max_lease, Lease::from_secs(60));
         assert_eq!(e.default_lease, Lease::from_secs(30));
         assert!(e.allow_remote);
-        assert_eq!(e.port_range, Some(40000..=40010));
+        assert_eq!(e.port_range, 40000..=40010);
         assert_eq!(e.max_subscribers_per_binding, 3);
         assert_eq!((e.ring_datagrams, e.ring_bytes), (9, 1000));
         assert_eq!(e.delivery_window, 5);
-        assert_eq!((e.max_payload, e.max_request_body), (1200, 4096));
-        assert_eq!(e.keep_alive, Duration::from_secs(2));
+        assert_eq!(e.max_payload, 1200);
+        assert_eq!(config.http.max_request_body, 4096);
+        assert_eq!(config.http.keep_alive, Duration::from_secs(2));
         assert_eq!(e.dest_deny.len(), 2);
+        assert_eq!(e.max_buffered_bytes, 5000);
+        assert_eq!(e.ticket_lifetime, Duration::from_secs(9));
+        assert!(config
+            .http
+            .allowed_origins
+            .allows(b"https://app.example.com"));
+        assert!(!config.http.allowed_origins.allows(b"http://localhost:3000"));
+        assert_eq!(
+            config.http.allowed_hosts,
+            vec!["porthole.internal".to_owned()]
+        );
     }
 
     #[test]
@@ -329,5 +412,44 @@ mod tests {
         assert!(parse(&["--max-bindings=0"]).is_err());
         assert!(parse(&["--token="]).is_err());
         assert!(parse(&["--dest-deny=nope"]).is_err());
+        assert!(parse(&["--allow-origin=localhost:3000"]).is_err());
+    }
+
+    #[test]
+    fn inconsistent_flags_are_refused_naming_the_flag_and_variable() {
+        for (args, names) in [
+            (
+                &["--default-lease=100", "--max-lease=10"][..],
+                &["--default-lease", "PORTHOLE_DEFAULT_LEASE", "--max-lease"][..],
+            ),
+            (
+                &["--max-payload=70000"],
+                &["--max-payload", "PORTHOLE_MAX_PAYLOAD"],
+            ),
+            (
+                &["--keep-alive=0"],
+                &["--keep-alive", "PORTHOLE_KEEP_ALIVE"],
+            ),
+            (
+                &["--max-bindings=0"],
+                &["--max-bindings", "PORTHOLE_MAX_BINDINGS"],
+            ),
+            (&["--max-body=0"], &["--max-body", "PORTHOLE_MAX_BODY"]),
+            (
+                &["--allow-host=a b"],
+                &["--allow-host", "PORTHOLE_ALLOW_HOST"],
+            ),
+        ] {
+            let message = parse(args).expect_err("refused");
+            for name in names {
+                assert!(message.contains(name), "{args:?}: {message}");
+            }
+            assert!(!message.contains("max_"), "names a struct field: {message}");
+        }
+    }
+
+    #[test]
+    fn privileged_ports_are_not_handed_out_by_default() {
+        assert_eq!(parse(&[]).unwrap().engine.port_range, 1024..=65535);
     }
 }

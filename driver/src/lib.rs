@@ -19,7 +19,9 @@ mod api;
 mod body;
 #[cfg(feature = "cli")]
 pub mod cli;
+mod config;
 mod driver;
+mod edge;
 mod porthole;
 mod runtime;
 mod server;
@@ -28,6 +30,8 @@ mod token;
 
 pub use api::{Api, DriverGoneError};
 pub use body::ApiBody;
+pub use config::{HttpConfig, HttpConfigError};
+pub use edge::{AllowedOrigins, Origin, ParseOriginError};
 pub use porthole::{Porthole, StartError};
 pub use runtime::{
     AsyncTcpListener, AsyncTimer, AsyncUdpSocket, BoxFuture, Connection, Runtime, TcpConnection,

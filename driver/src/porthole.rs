@@ -5,9 +5,9 @@ use std::sync::Arc;
 use porthole_core::{BindingInfo, Command, Config, ConfigError, Reply};
 
 use crate::api::{Api, DriverGoneError};
+use crate::config::{HttpConfig, HttpConfigError};
 use crate::driver::{production_engine, Driver};
 use crate::runtime::Runtime;
-use crate::token::Token;
 
 /// Why Porthole could not start.
 #[derive(Debug, thiserror::Error)]
@@ -15,6 +15,9 @@ pub enum StartError {
     /// The engine configuration is inconsistent.
     #[error("invalid configuration: {0}")]
     Config(#[from] ConfigError),
+    /// The HTTP configuration is inconsistent.
+    #[error("invalid HTTP configuration: {0}")]
+    Http(#[from] HttpConfigError),
     /// The operating system gave no randomness to seed binding ids with.
     #[error("no randomness from the operating system: {0}")]
     Seed(String),
@@ -37,20 +40,19 @@ pub struct Porthole {
 
 impl Porthole {
     /// Starts the driver task on `runtime`: an engine with `config`, binding ids
-    /// seeded from the operating system, and `token` required on every `/v1`
-    /// route if given.
+    /// seeded from the operating system, and the API served as `http` says.
+    /// Both configurations are validated first.
     pub fn start(
         runtime: Arc<dyn Runtime>,
         config: Config,
-        token: Option<Token>,
+        http: HttpConfig,
     ) -> Result<Self, StartError> {
-        let max_body = config.max_request_body;
-        let keep_alive = config.keep_alive;
+        http.validate()?;
         let engine = production_engine(&*runtime, config)?;
         let (control_tx, control) = async_channel::unbounded();
         let driver = Driver::new(Arc::clone(&runtime), engine, control, &control_tx);
         runtime.spawn(Box::pin(driver.run()));
-        let api = Api::new(runtime, control_tx, token, max_body, keep_alive);
+        let api = Api::new(runtime, control_tx, http);
         Ok(Porthole { api })
     }
 

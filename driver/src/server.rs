@@ -16,9 +16,9 @@ use hyper::server::conn::http1;
 use porthole_core::Config;
 
 use crate::api::Api;
+use crate::config::HttpConfig;
 use crate::porthole::{Porthole, StartError};
 use crate::runtime::{sleep, AsyncTcpListener, AsyncTimer, Connection, Runtime};
-use crate::token::Token;
 
 /// Where `porthole serve` listens unless told otherwise: loopback only.
 pub const DEFAULT_LISTEN: SocketAddr =
@@ -36,8 +36,8 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 pub struct ServerConfig {
     /// Address to listen on. Default `127.0.0.1:7447`.
     pub listen: SocketAddr,
-    /// Token every `/v1` route requires, if any.
-    pub token: Option<Token>,
+    /// How the HTTP API is served: token, body limit, origins, hosts.
+    pub http: HttpConfig,
     /// The engine's limits and policy.
     pub engine: Config,
 }
@@ -46,7 +46,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: DEFAULT_LISTEN,
-            token: None,
+            http: HttpConfig::default(),
             engine: Config::default(),
         }
     }
@@ -79,7 +79,7 @@ impl Server {
         listener.set_nonblocking(true).map_err(listen_error)?;
         let local_addr = listener.local_addr().map_err(listen_error)?;
         let listener = runtime.wrap_tcp_listener(listener).map_err(listen_error)?;
-        let porthole = Porthole::start(Arc::clone(&runtime), config.engine, config.token)?;
+        let porthole = Porthole::start(Arc::clone(&runtime), config.engine, config.http)?;
 
         let (stop_accepting, stop_rx) = async_channel::bounded(1);
         let (listener_closed_tx, listener_closed) = async_channel::bounded(1);

@@ -11,7 +11,7 @@ use std::sync::{PoisonError, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use event_listener::Event;
 use porthole_core::{BindingId, TransmitError};
 
@@ -31,11 +31,6 @@ const HOLD_LIMIT: Duration = Duration::from_millis(10);
 
 /// Room for the largest UDP payload (65,535 bytes over IPv6 without jumbograms).
 const MAX_DATAGRAM: usize = 65_536;
-
-/// Size of the chunks datagrams are packed into. Datagrams read one after
-/// another share a chunk (one allocation), and a chunk is freed when the last
-/// datagram in it is.
-const CHUNK: usize = 128 * 1024;
 
 /// What a reader got from its socket.
 #[derive(Debug)]
@@ -207,8 +202,8 @@ impl SocketSlot {
         let Some(socket) = guard.as_ref() else {
             return Poll::Ready(false);
         };
-        RECV_BUFFERS.with(|buffers| {
-            let mut buffers = buffers.borrow_mut();
+        RECV_BUFFER.with(|buffer| {
+            let mut buffer = buffer.borrow_mut();
             'ready: while items.len() < MAX_BATCH {
                 match socket.poll_recv_ready(cx) {
                     Poll::Pending => break,
@@ -219,7 +214,7 @@ impl SocketSlot {
                     Poll::Ready(Ok(())) => {}
                 }
                 while items.len() < MAX_BATCH {
-                    match buffers.recv(&**socket) {
+                    match recv(&mut buffer, &**socket) {
                         Ok(Some((src, payload))) => items.push(Received::Datagram { src, payload }),
                         // Would block: wait for readiness again (which registers the waker).
                         Ok(None) => continue 'ready,
@@ -242,37 +237,23 @@ impl SocketSlot {
     }
 }
 
-/// Per-thread receive buffers: one scratch buffer the kernel writes into, and
-/// the current chunk datagrams are packed into.
-///
-/// Per thread rather than per socket, so an idle binding holds no buffer; the
-/// extra copy from scratch to chunk is of bytes that are hot in cache.
-struct RecvBuffers {
-    scratch: Box<[u8]>,
-    chunk: BytesMut,
-}
-
 thread_local! {
-    static RECV_BUFFERS: RefCell<RecvBuffers> = RefCell::new(RecvBuffers {
-        scratch: vec![0; MAX_DATAGRAM].into_boxed_slice(),
-        chunk: BytesMut::new(),
-    });
+    /// The buffer the kernel writes datagrams into: one per thread rather
+    /// than per socket, so an idle binding holds no buffer.
+    static RECV_BUFFER: RefCell<Box<[u8]>> = RefCell::new(vec![0; MAX_DATAGRAM].into_boxed_slice());
 }
 
-impl RecvBuffers {
-    /// Reads one datagram; `None` when the socket would block.
-    fn recv(&mut self, socket: &dyn AsyncUdpSocket) -> io::Result<Option<(SocketAddr, Bytes)>> {
-        let (n, src) = match socket.try_recv_from(&mut self.scratch) {
-            Ok(read) => read,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let data = &self.scratch[..n];
-        if self.chunk.capacity() - self.chunk.len() < n {
-            self.chunk = BytesMut::with_capacity(CHUNK.max(n));
-        }
-        self.chunk.extend_from_slice(data);
-        Ok(Some((src, self.chunk.split_to(n).freeze())))
+/// Reads one datagram into `buffer` and copies it out into an allocation of
+/// its own size; `None` when the socket would block.
+///
+/// A datagram may wait in a replay ring for as long as its binding lives, so
+/// it must keep alive only its own bytes: a slice of a larger shared buffer
+/// would pin the whole buffer while the engine counts only the slice.
+fn recv(buffer: &mut [u8], socket: &dyn AsyncUdpSocket) -> io::Result<Option<(SocketAddr, Bytes)>> {
+    match socket.try_recv_from(buffer) {
+        Ok((n, src)) => Ok(Some((src, Bytes::copy_from_slice(&buffer[..n])))),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

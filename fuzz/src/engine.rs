@@ -65,9 +65,12 @@ impl Limits {
             ring_bytes: usize::from(self.ring_bytes % 128),
             delivery_window: u32::from(self.window % 4) + 1,
             default_lease: Lease::from_secs(u64::from(self.default_lease % 10) + 1),
-            max_lease: Lease::from_secs(u64::from(self.max_lease % 60) + 1),
+            // At least the default lease, which a valid config needs.
+            max_lease: Lease::from_secs(u64::from(self.max_lease % 60) + 10),
             allow_remote: self.allow_remote,
             max_payload: usize::from(self.max_payload % 64),
+            // Small enough that a few bindings reach it: exercises memory drops.
+            max_buffered_bytes: usize::from(self.ring_bytes) * 2 + 1,
             ..Config::default()
         }
     }
@@ -526,6 +529,7 @@ impl Runtime {
                     binding: self.binding(binding),
                     resume_after: resume_after.map(|s| Seq(wide(s))),
                     idle_timeout: idle_secs.map(|s| Duration::from_secs(wide(s))),
+                    ticket: None,
                 };
                 self.command(None, Command::Subscribe(params));
             }

@@ -34,8 +34,8 @@ use porthole_driver::{
 use smol_hyper::rt::FuturesIo;
 
 pub use porthole_driver::{
-    porthole_core, Api, ApiBody, Porthole, Runtime, Server, ServerConfig, StartError, Token,
-    DEFAULT_LISTEN,
+    porthole_core, AllowedOrigins, Api, ApiBody, HttpConfig, Porthole, Runtime, Server,
+    ServerConfig, StartError, Token, DEFAULT_LISTEN,
 };
 
 /// The smol [`Runtime`]: async-io's reactor and timers, tasks on smol's global
@@ -259,6 +259,6 @@ pub async fn serve(config: ServerConfig) -> Result<Server, StartError> {
 
 /// Starts Porthole on smol's global executor without a listener: serve
 /// [`Porthole::api`] from your own HTTP server.
-pub fn start(config: porthole_core::Config, token: Option<Token>) -> Result<Porthole, StartError> {
-    Porthole::start(Arc::new(SmolRuntime::global()), config, token)
+pub fn start(config: porthole_core::Config, http: HttpConfig) -> Result<Porthole, StartError> {
+    Porthole::start(Arc::new(SmolRuntime::global()), config, http)
 }

@@ -18,6 +18,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use porthole_tokio::porthole_core::{api::PREFIX, Config};
+use porthole_tokio::HttpConfig;
 
 type Body = BoxBody<Bytes, Infallible>;
 
@@ -39,7 +40,7 @@ async fn route(porthole: porthole_tokio::Porthole, request: Request<Incoming>) -
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Porthole's engine and driver, without a listener of their own.
-    let porthole = porthole_tokio::start(Config::default(), None)?;
+    let porthole = porthole_tokio::start(Config::default(), HttpConfig::default())?;
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
     println!("daemon listening on http://{}", listener.local_addr()?);

@@ -26,8 +26,8 @@ use porthole_driver::{
 };
 
 pub use porthole_driver::{
-    porthole_core, Api, ApiBody, Porthole, Runtime, Server, ServerConfig, StartError, Token,
-    DEFAULT_LISTEN,
+    porthole_core, AllowedOrigins, Api, ApiBody, HttpConfig, Porthole, Runtime, Server,
+    ServerConfig, StartError, Token, DEFAULT_LISTEN,
 };
 
 /// The tokio [`Runtime`]: spawns on the runtime that was current when it was made.
@@ -169,6 +169,6 @@ pub async fn serve(config: ServerConfig) -> Result<Server, StartError> {
 /// # Panics
 ///
 /// Outside a tokio runtime.
-pub fn start(config: porthole_core::Config, token: Option<Token>) -> Result<Porthole, StartError> {
-    Porthole::start(Arc::new(TokioRuntime::current()), config, token)
+pub fn start(config: porthole_core::Config, http: HttpConfig) -> Result<Porthole, StartError> {
+    Porthole::start(Arc::new(TokioRuntime::current()), config, http)
 }

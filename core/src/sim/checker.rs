@@ -283,6 +283,8 @@ impl LiveBinding {
 struct LiveSubscriber {
     binding: BindingId,
     credit: u32,
+    /// Payload bytes of each event in flight, oldest first.
+    in_flight: VecDeque<usize>,
     /// The sequence number due next, before any lag reported since.
     next: u64,
     /// Missed datagrams reported by `lagged` since the last datagram.
@@ -334,6 +336,7 @@ struct Tally {
     received: u64,
     delivered: u64,
     dropped_overflow: u64,
+    dropped_memory: u64,
     dropped_closed: u64,
     dropped_unbound: u64,
 }
@@ -462,10 +465,17 @@ impl Checker {
                 binding,
                 src,
                 payload,
-            } => match self.live.get_mut(binding) {
+            } => match (self.buffered(), self.live.get_mut(binding)) {
                 // A binding past its deadline is closed before the datagram is looked at.
-                Some(b) if b.deadline > now => {
+                (buffered, Some(b)) if b.deadline > now => {
                     self.tally.received += 1;
+                    if b.renew_on_traffic {
+                        b.deadline = now + b.lease.as_duration();
+                    }
+                    if buffered + payload.len() > self.config.max_buffered_bytes {
+                        self.tally.dropped_memory += 1;
+                        return Ok(());
+                    }
                     b.ring_bytes += payload.len();
                     b.ring.push_back(Held {
                         seq: b.next_seq,
@@ -488,9 +498,6 @@ impl Checker {
                             }
                         }
                     }
-                    if b.renew_on_traffic {
-                        b.deadline = now + b.lease.as_duration();
-                    }
                 }
                 _ => self.tally.dropped_unbound += 1,
             },
@@ -501,6 +508,8 @@ impl Checker {
             }
             Input::Credit { subscriber, credit } => {
                 if let Some(s) = self.subscribers.get_mut(subscriber) {
+                    let written = s.in_flight.len().min(*credit as usize);
+                    s.in_flight.drain(..written);
                     s.credit = s
                         .credit
                         .saturating_add(*credit)
@@ -685,6 +694,10 @@ impl Checker {
             });
         }
         s.credit -= 1;
+        s.in_flight.push_back(match event {
+            Event::Datagram(d) => d.payload.len(),
+            Event::Lagged { .. } => 0,
+        });
         let d = match event {
             Event::Lagged { missed } => {
                 s.lagged = s.lagged.saturating_add(*missed);
@@ -914,6 +927,13 @@ impl Checker {
                     Err(SubscribeError::NotFound) => {
                         return Err(self.liveness(request, params.binding, false))
                     }
+                    Err(SubscribeError::InvalidTicket) => {
+                        return if params.ticket.is_some() {
+                            Ok(())
+                        } else {
+                            Err(wrong("a subscribe without a ticket refused for its ticket"))
+                        };
+                    }
                     Err(SubscribeError::TooManySubscribers { .. }) => {
                         return if b.subscribers.len() >= self.config.max_subscribers_per_binding {
                             Ok(())
@@ -935,6 +955,7 @@ impl Checker {
                     LiveSubscriber {
                         binding: params.binding,
                         credit: self.config.delivery_window,
+                        in_flight: VecDeque::new(),
                         next,
                         lagged: 0,
                         idle: params.idle_timeout.is_some_and(|d| !d.is_zero()),
@@ -1050,6 +1071,18 @@ impl Checker {
     }
 
     /// The engine's getters and counters against what its actions imply.
+    /// Payload bytes the engine should hold: every live ring plus every
+    /// subscriber's events in flight.
+    fn buffered(&self) -> usize {
+        let rings: usize = self.live.values().map(|b| b.ring_bytes).sum();
+        let in_flight: usize = self
+            .subscribers
+            .values()
+            .flat_map(|s| s.in_flight.iter())
+            .sum();
+        rings + in_flight
+    }
+
     fn check_engine(&self, engine: &Engine) -> Result<(), Violation> {
         for (&binding, b) in &self.live {
             if b.deadline <= self.now {
@@ -1069,7 +1102,7 @@ impl Checker {
         for &binding in self.live.keys() {
             let info = engine.binding(&binding).ok_or(bindings_mismatch.clone())?;
             let c = info.counters;
-            if c.received != c.delivered + c.dropped_overflow + c.pending {
+            if c.received != c.delivered + c.dropped_overflow + c.dropped_memory + c.pending {
                 return Err(Violation::BindingCountersUnbalanced {
                     binding,
                     counters: c,
@@ -1083,7 +1116,9 @@ impl Checker {
             });
         }
         let c = engine.counters();
-        if c.received != c.delivered + c.dropped_overflow + c.dropped_closed + c.pending {
+        if c.received
+            != c.delivered + c.dropped_overflow + c.dropped_memory + c.dropped_closed + c.pending
+        {
             return Err(Violation::CountersUnbalanced { counters: c });
         }
         let pending: u64 = self.live.values().map(|b| b.pending).sum();
@@ -1094,6 +1129,12 @@ impl Checker {
             ("received", c.received, t.received),
             ("delivered", c.delivered, t.delivered),
             ("dropped_overflow", c.dropped_overflow, t.dropped_overflow),
+            ("dropped_memory", c.dropped_memory, t.dropped_memory),
+            (
+                "buffered_bytes",
+                engine.buffered_bytes() as u64,
+                self.buffered() as u64,
+            ),
             ("dropped_closed", c.dropped_closed, t.dropped_closed),
             ("dropped_unbound", c.dropped_unbound, t.dropped_unbound),
             ("pending", c.pending, pending),
@@ -1141,6 +1182,7 @@ fn same_kind(command: &Command, reply: &Reply) -> bool {
             | (Command::Heartbeat { .. }, Reply::Heartbeat(_))
             | (Command::Subscribe(_), Reply::Subscribe(_))
             | (Command::Unsubscribe { .. }, Reply::Unsubscribe(_))
+            | (Command::IssueTicket { .. }, Reply::Ticket(_))
             | (Command::Status, Reply::Status(_))
             | (Command::Shutdown, Reply::Shutdown)
     )
@@ -1155,6 +1197,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Heartbeat { .. } => "heartbeat",
         Command::Subscribe(_) => "subscribe",
         Command::Unsubscribe { .. } => "unsubscribe",
+        Command::IssueTicket { .. } => "issue ticket",
         Command::Status => "status",
         Command::Shutdown => "shutdown",
     }
@@ -1169,6 +1212,7 @@ fn reply_name(reply: &Reply) -> &'static str {
         Reply::Heartbeat(_) => "a heartbeat reply",
         Reply::Subscribe(_) => "a subscribe reply",
         Reply::Unsubscribe(_) => "an unsubscribe reply",
+        Reply::Ticket(_) => "a ticket reply",
         Reply::Status(_) => "a status reply",
         Reply::Shutdown => "a shutdown reply",
     }
