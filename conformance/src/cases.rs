@@ -13,6 +13,9 @@ use serde_json::Value;
 use crate::client::{Client, EventStream, Sse, SseEvent, READ_TIMEOUT};
 use crate::{ServerConfig, ServerFactory, TestServer, Token};
 
+mod web;
+pub use web::*;
+
 /// A server for one case, shut down when dropped.
 struct Running {
     server: Option<Box<dyn TestServer>>,

@@ -77,6 +77,13 @@ macro_rules! conformance_suite {
             disconnecting_clients_leave_the_server_healthy,
             shutdown_closes_every_socket_and_ends_every_stream,
             ipv6_loopback_bindings_work,
+            preflight_from_an_allowed_origin_is_answered_before_auth,
+            requests_from_a_refused_origin_are_403_and_change_nothing,
+            foreign_hosts_are_403_and_ip_literals_work,
+            stream_tickets_open_one_stream_and_expire,
+            paths_with_extra_segments_are_404,
+            address_family_mismatches_are_400,
+            memory_held_stays_within_the_cap,
         ]);
     };
     (@cases $factory:expr, [$($case:ident),* $(,)?]) => {
