@@ -2296,7 +2296,7 @@ fn no_client_input_is_answered_with_a_server_error() {
             Ok(command) => {
                 let (request, actions) = h.command(command, secs(1));
                 match reply_to(&actions, request) {
-                    Some(reply) => encode_reply(&reply).status,
+                    Some(reply) => encode_reply(reply).status,
                     // A bind or send waits for its I/O outcome: nothing refused it.
                     None => 200,
                 }

@@ -226,7 +226,7 @@ pub enum Violation {
     #[error("engine counters do not balance: {counters:?}")]
     CountersUnbalanced {
         /// The engine's counters.
-        counters: Counters,
+        counters: Box<Counters>,
     },
     /// `received == delivered + dropped_overflow + pending` does not hold for a binding.
     #[error("counters of {binding} do not balance: {counters:?}")]
@@ -234,7 +234,7 @@ pub enum Violation {
         /// The binding.
         binding: BindingId,
         /// Its counters.
-        counters: BindingCounters,
+        counters: Box<BindingCounters>,
     },
 }
 
@@ -1105,7 +1105,7 @@ impl Checker {
             if c.received != c.delivered + c.dropped_overflow + c.dropped_memory + c.pending {
                 return Err(Violation::BindingCountersUnbalanced {
                     binding,
-                    counters: c,
+                    counters: Box::new(c),
                 });
             }
         }
@@ -1119,7 +1119,9 @@ impl Checker {
         if c.received
             != c.delivered + c.dropped_overflow + c.dropped_memory + c.dropped_closed + c.pending
         {
-            return Err(Violation::CountersUnbalanced { counters: c });
+            return Err(Violation::CountersUnbalanced {
+                counters: Box::new(c),
+            });
         }
         let pending: u64 = self.live.values().map(|b| b.pending).sum();
         let t = &self.tally;
