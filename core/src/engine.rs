@@ -36,10 +36,18 @@ pub struct Counters {
     pub bindings_closed: u64,
     /// Bindings closed because their lease ran out.
     pub bindings_expired: u64,
+    /// Bindings closed by an unbind.
+    pub bindings_unbound: u64,
+    /// Bindings closed by shutdown (with sockets that opened after it began).
+    pub bindings_shut_down: u64,
+    /// Leases renewed by a heartbeat.
+    pub leases_renewed: u64,
     /// Sockets the runtime failed to open.
     pub open_failures: u64,
     /// Datagrams received on live bindings.
     pub received: u64,
+    /// Payload bytes of those.
+    pub received_bytes: u64,
     /// Of those, delivered to at least one subscriber.
     pub delivered: u64,
     /// Of those, pushed out of a replay ring before any subscriber got them.
@@ -57,15 +65,37 @@ pub struct Counters {
     pub missed: u64,
     /// Datagrams sent.
     pub sent: u64,
+    /// Payload bytes of those.
+    pub sent_bytes: u64,
     /// Sends that failed.
     pub send_errors: u64,
+    /// ICMP errors the kernel surfaced, on send or receive.
+    pub icmp_errors: u64,
+    /// Other receive errors the runtime reported.
+    pub recv_errors: u64,
     /// I/O outcomes that matched nothing the engine asked for (a runtime bug).
     pub unexpected_outcomes: u64,
 }
 
 impl Counters {
+    /// Every counter of datagrams that were received and will never be
+    /// delivered, by the reason's name (`overflow`, `memory`, `closed`,
+    /// `unbound`): what a metrics exporter labels them with.
+    pub fn dropped_by_reason(&self) -> [(&'static str, u64); 4] {
+        [
+            ("overflow", self.dropped_overflow),
+            ("memory", self.dropped_memory),
+            ("closed", self.dropped_closed),
+            ("unbound", self.dropped_unbound),
+        ]
+    }
+
     fn add_binding(&mut self, c: &BindingCounters) {
         self.received += c.received;
+        self.received_bytes += c.received_bytes;
+        self.sent_bytes += c.sent_bytes;
+        self.icmp_errors += c.icmp_errors;
+        self.recv_errors += c.recv_errors;
         self.delivered += c.delivered;
         self.dropped_overflow += c.dropped_overflow;
         self.dropped_memory += c.dropped_memory;
@@ -266,6 +296,7 @@ impl Engine {
         if opening.cancelled {
             self.actions.push_back(Action::CloseSocket { binding });
             self.counters.bindings_closed += 1;
+            self.counters.bindings_shut_down += 1;
             return;
         }
         let serial = self.next_serial;
@@ -392,8 +423,16 @@ impl Engine {
         } else {
             // Closed while the datagram was in flight: keep the engine totals right.
             match outcome {
-                Ok(_) => self.counters.sent += 1,
-                Err(_) => self.counters.send_errors += 1,
+                Ok(n) => {
+                    self.counters.sent += 1;
+                    self.counters.sent_bytes += n as u64;
+                }
+                Err(e) => {
+                    self.counters.send_errors += 1;
+                    if e.is_icmp() {
+                        self.counters.icmp_errors += 1;
+                    }
+                }
             }
         }
         self.reply(request, Reply::Send(outcome.map_err(SendError::Transmit)));
@@ -665,6 +704,7 @@ impl Engine {
         }
         b.last_heartbeat = now;
         b.deadline = now + b.lease.as_duration();
+        self.counters.leases_renewed += 1;
         if b.deadline != b.scheduled {
             self.timers.remove(b.scheduled, Timer::Lease(key));
             self.timers.insert(b.deadline, Timer::Lease(key));
@@ -777,8 +817,12 @@ impl Engine {
         self.counters.pending -= b.counters.pending;
         self.counters.dropped_closed += b.counters.pending;
         self.counters.bindings_closed += 1;
-        if reason == CloseReason::Expired {
-            self.counters.bindings_expired += 1;
+        match reason {
+            CloseReason::Expired => self.counters.bindings_expired += 1,
+            CloseReason::Unbound => self.counters.bindings_unbound += 1,
+            CloseReason::Shutdown => self.counters.bindings_shut_down += 1,
+            // Streams end for these reasons, bindings never do.
+            CloseReason::Unsubscribed | CloseReason::Idle => {}
         }
         self.reclaim();
     }

@@ -2309,3 +2309,94 @@ fn no_client_input_is_answered_with_a_server_error() {
         panic!("{e}");
     }
 }
+
+// ----- counters for metrics -------------------------------------------------------------
+
+#[test]
+fn closes_are_counted_by_reason_and_heartbeats_as_renewals() {
+    let mut h = Harness::new();
+    let unbound = h.bind_loopback(Duration::ZERO);
+    let expiring = h.bind_lease(5, Duration::ZERO);
+    let _shut = h.bind_loopback(Duration::ZERO);
+    for at in [1, 2] {
+        let reply = h.ask(
+            Command::Heartbeat {
+                binding: unbound.id,
+                lease_secs: None,
+            },
+            secs(at),
+        );
+        assert!(matches!(reply, Reply::Heartbeat(Ok(_))));
+    }
+    // A heartbeat for nothing renews nothing.
+    h.ask(
+        Command::Heartbeat {
+            binding: "1b4e28ba-2fa1-41d2-883f-0016d3cca427".parse().unwrap(),
+            lease_secs: None,
+        },
+        secs(2),
+    );
+    h.ask(
+        Command::Unbind {
+            binding: unbound.id,
+        },
+        secs(3),
+    );
+    h.timeout(secs(5));
+    let c = h.engine.counters();
+    assert_eq!(c.leases_renewed, 2);
+    assert_eq!(
+        (c.bindings_unbound, c.bindings_expired, c.bindings_shut_down),
+        (1, 1, 0)
+    );
+    assert_eq!(expiring.lease, Lease::from_secs(5));
+
+    // Shutdown closes the last one, and a socket that opens after it began.
+    let (_, opening, addr) = h.start_bind(BindParams::new(sa("127.0.0.1:0")), secs(6));
+    h.ask(Command::Shutdown, secs(6));
+    h.engine.handle_socket_opened(opening, addr, h.at(secs(6)));
+    h.drain();
+    let c = h.engine.counters();
+    assert_eq!(c.bindings_shut_down, 2);
+    assert_eq!(
+        c.bindings_closed,
+        c.bindings_unbound + c.bindings_expired + c.bindings_shut_down
+    );
+}
+
+#[test]
+fn byte_and_error_totals_survive_the_close_of_their_binding() {
+    let mut h = Harness::new();
+    let b = h.bind_loopback(Duration::ZERO);
+    h.datagram(b.id, "hello", secs(1));
+    let (ok, _) = h.command(send(b.id, "127.0.0.1:9", 3), secs(1));
+    h.engine.handle_transmitted(ok, Ok(3), h.at(secs(1)));
+    let (refused, _) = h.command(send(b.id, "127.0.0.1:9", 3), secs(1));
+    h.engine.handle_transmitted(
+        refused,
+        Err(TransmitError::ConnectionRefused),
+        h.at(secs(1)),
+    );
+    h.engine.handle_socket_error(
+        b.id,
+        TransmitError::Other(io::ErrorKind::Other),
+        h.at(secs(1)),
+    );
+    h.drain();
+    let live = h.engine.counters();
+    h.ask(Command::Unbind { binding: b.id }, secs(2));
+    let closed = h.engine.counters();
+    for c in [live, closed] {
+        assert_eq!((c.received_bytes, c.sent_bytes), (5, 3));
+        assert_eq!((c.send_errors, c.icmp_errors, c.recv_errors), (1, 1, 1));
+    }
+    assert_eq!(
+        closed.dropped_by_reason(),
+        [
+            ("overflow", 0),
+            ("memory", 0),
+            ("closed", 1),
+            ("unbound", 0)
+        ]
+    );
+}
