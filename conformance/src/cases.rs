@@ -25,7 +25,7 @@ struct Running {
 impl Running {
     fn start(factory: &dyn ServerFactory, configure: impl FnOnce(&mut ServerConfig)) -> Self {
         let mut config = ServerConfig {
-            listen: "127.0.0.1:0".parse().expect("loopback address"),
+            listen: vec!["127.0.0.1:0".parse().expect("loopback address")],
             ..ServerConfig::default()
         };
         configure(&mut config);

@@ -39,6 +39,7 @@ struct Shared {
     control: Sender<Input>,
     next_request: AtomicU64,
     http: HttpConfig,
+    ops: crate::ops::Ops,
 }
 
 impl std::fmt::Debug for Api {
@@ -132,19 +133,46 @@ impl Api {
                 control,
                 next_request: AtomicU64::new(1),
                 http,
+                ops: crate::ops::Ops::default(),
             }),
         }
     }
 
+    pub(crate) fn ops(&self) -> &crate::ops::Ops {
+        &self.shared.ops
+    }
+
+    pub(crate) fn token(&self) -> Option<&crate::token::Token> {
+        self.shared.http.token.as_ref()
+    }
+
+    pub(crate) fn control(&self) -> &Sender<Input> {
+        &self.shared.control
+    }
+
+    pub(crate) fn runtime(&self) -> &Arc<dyn Runtime> {
+        &self.shared.runtime
+    }
+
     /// Answers one request. Every outcome is a response: errors are
     /// `{"error": "<code>", "message": "..."}` with the code's status.
-    ///
+    pub async fn handle<B>(&self, mut request: Request<B>) -> Response<ApiBody>
+    where
+        B: Body,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let observed = crate::ops::Observed::start(self, &request);
+        crate::ops::head_as_get(&mut request);
+        let response = self.checked(request).await;
+        observed.finish(self, response)
+    }
+
     /// The web boundary comes first, before anything can change: a `Host`
     /// that is not an IP literal, `localhost` or an allowed name, and an
     /// `Origin` that is not allowed, are refused (403). A preflight
     /// (`OPTIONS`) from an allowed origin is answered before auth, and every
     /// answer to an allowed origin carries its CORS headers.
-    pub async fn handle<B>(&self, request: Request<B>) -> Response<ApiBody>
+    async fn checked<B>(&self, request: Request<B>) -> Response<ApiBody>
     where
         B: Body,
         B::Error: std::error::Error + Send + Sync + 'static,
@@ -173,6 +201,8 @@ impl Api {
             if origin.is_some() {
                 edge::preflight(response.headers_mut(), &parts.headers);
             }
+            response
+        } else if let Some(response) = crate::ops::answer(self, &parts).await {
             response
         } else {
             self.route(&parts, body).await
@@ -246,6 +276,9 @@ impl Api {
     {
         let headers = &parts.headers;
         let command = match route {
+            Route::Recv(id) if parts.extensions.get::<crate::ops::Head>().is_some() => {
+                return Ok(crate::ops::head_recv(self, id).await)
+            }
             Route::Recv(id) => return self.recv(id, parts.uri.query(), headers).await,
             Route::Bind => {
                 Command::Bind(codec::decode_bind(&self.read_body(headers, body).await?)?)

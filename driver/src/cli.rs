@@ -18,7 +18,7 @@
 //! ```
 
 use std::fmt::Display;
-use std::net::SocketAddr;
+use std::io::IsTerminal;
 use std::ops::RangeInclusive;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -31,6 +31,7 @@ use porthole_core::{Config, ConfigError, Lease};
 
 use crate::config::{HttpConfig, HttpConfigError};
 use crate::edge::{AllowedOrigins, Origin};
+use crate::listener::{InheritedListener, Listen};
 use crate::runtime::Runtime;
 use crate::server::{Server, ServerConfig};
 use crate::token::{Token, TokenError};
@@ -54,9 +55,22 @@ pub enum CliCommand {
 /// `porthole serve` flags. Defaults are [`porthole_core::Config::default()`]'s.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
-    /// Address to listen on (loopback unless you say otherwise).
-    #[arg(long, env = "PORTHOLE_LISTEN", default_value = "127.0.0.1:7447")]
-    pub listen: SocketAddr,
+    /// Address to listen on: `ip:port` or `unix:/path` (repeat the flag, or
+    /// separate with commas, for several). Loopback unless you say otherwise.
+    /// Ignored when systemd hands over listeners (`LISTEN_FDS`).
+    #[arg(
+        long,
+        env = "PORTHOLE_LISTEN",
+        default_value = "127.0.0.1:7447",
+        value_delimiter = ','
+    )]
+    pub listen: Vec<Listen>,
+    /// Permissions of the socket files of `unix:` listeners, in octal.
+    #[arg(long, env = "PORTHOLE_UNIX_MODE", default_value = "660", value_parser = parse_mode)]
+    pub unix_mode: u32,
+    /// Log lines as `text` (coloured only on a terminal) or `json`.
+    #[arg(long, env = "PORTHOLE_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
     /// Require `Authorization: Bearer <TOKEN>` (or `X-Koi-Token: <TOKEN>`) on every /v1 route.
     #[arg(long, env = "PORTHOLE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -201,8 +215,19 @@ impl ServeArgs {
             allowed_hosts: self.allow_host.clone(),
         };
         http.validate()?;
+        let listen = self
+            .listen
+            .iter()
+            .map(|listen| match listen {
+                Listen::Unix { path, .. } => Listen::Unix {
+                    path: path.clone(),
+                    mode: self.unix_mode,
+                },
+                tcp => tcp.clone(),
+            })
+            .collect();
         Ok(ServerConfig {
-            listen: self.listen,
+            listen,
             http,
             engine,
         })
@@ -215,6 +240,8 @@ pub struct Serve {
     /// The binary's name, for `--version` and error messages.
     name: &'static str,
     config: ServerConfig,
+    /// Listeners systemd handed over; they replace `--listen`.
+    inherited: Vec<InheritedListener>,
 }
 
 /// Exit status for flags that parse but do not make a usable configuration
@@ -228,15 +255,35 @@ impl Serve {
     pub fn from_args(name: &'static str) -> Result<Self, ExitCode> {
         let mut matches = Cli::command().name(name).get_matches();
         let cli = Cli::from_arg_matches_mut(&mut matches).unwrap_or_else(|e| e.exit());
-        init_logging();
         let CliCommand::Serve(args) = cli.command;
-        match args.server_config() {
-            Ok(config) => Ok(Serve { name, config }),
+        init_logging_as(args.log_format);
+        let mut config = match args.server_config() {
+            Ok(config) => config,
             Err(e) => {
                 eprintln!("{name}: {e}");
-                Err(ExitCode::from(USAGE_ERROR))
+                return Err(ExitCode::from(USAGE_ERROR));
             }
+        };
+        // Before any thread starts: taking them clears LISTEN_FDS from the environment.
+        let inherited = match inherited_listeners() {
+            Ok(inherited) => inherited,
+            Err(e) => {
+                eprintln!("{name}: socket activation: {e}");
+                return Err(ExitCode::FAILURE);
+            }
+        };
+        if !inherited.is_empty() {
+            tracing::info!(
+                count = inherited.len(),
+                "socket activation: serving the inherited listeners instead of --listen"
+            );
+            config.listen.clear();
         }
+        Ok(Serve {
+            name,
+            config,
+            inherited,
+        })
     }
 
     /// The configuration the command line describes.
@@ -254,17 +301,28 @@ impl Serve {
     /// Runs the daemon on `runtime` until Ctrl-C or SIGTERM, then shuts it down
     /// (every stream ends with `closed`/`shutdown`) and returns success.
     ///
-    /// Prints one line on stdout once it listens, `porthole listening on
-    /// http://ADDR`, which scripts (and the tests) read the address from.
+    /// Prints one line on stdout per listener once it listens, `porthole
+    /// listening on http://ADDR` (or `unix:/PATH`), which scripts (and the
+    /// tests) read the address from.
     pub async fn run(self, runtime: Arc<dyn Runtime>) -> ExitCode {
         // Before listening: a signal that comes once the address is out must
         // shut down gracefully, not kill the process.
         let signal = ShutdownSignal::install();
-        let server = match Server::start(runtime, self.config.clone()) {
+        let Serve {
+            name,
+            config,
+            inherited,
+        } = self;
+        let server = match Server::start_with(runtime, config, inherited) {
             Ok(server) => server,
-            Err(e) => return self.fail(e),
+            Err(e) => {
+                eprintln!("{name}: {e}");
+                return ExitCode::FAILURE;
+            }
         };
-        println!("porthole listening on http://{}", server.local_addr());
+        for address in server.addresses() {
+            println!("porthole listening on {address}");
+        }
         signal.recv().await;
         server.shutdown().await;
         ExitCode::SUCCESS
@@ -322,15 +380,61 @@ fn parse_port_range(s: &str) -> Result<RangeInclusive<u16>, String> {
     Ok(lo..=hi)
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines; coloured only when stderr is a terminal.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logs text to stderr, filtered by `RUST_LOG` (default `info`).
 pub fn init_logging() {
+    init_logging_as(LogFormat::Text);
+}
+
+/// Logs to stderr in `format`, filtered by `RUST_LOG` (default `info`).
+pub fn init_logging_as(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // A second call (tests) keeps the first subscriber.
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    // A second call (tests) keeps the first subscriber.
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// The listeners of systemd socket activation (`LISTEN_FDS` for this
+/// process's `LISTEN_PID`, from fd 3 on): TCP or Unix stream sockets.
+fn inherited_listeners() -> std::io::Result<Vec<InheritedListener>> {
+    let mut fds = listenfd::ListenFd::from_env();
+    let mut listeners = Vec::new();
+    for index in 0..fds.len() {
+        if let Ok(Some(tcp)) = fds.take_tcp_listener(index) {
+            listeners.push(InheritedListener::Tcp(tcp));
+            continue;
+        }
+        match fds.take_unix_listener(index)? {
+            Some(unix) => listeners.push(InheritedListener::Unix(unix)),
+            None => {}
+        }
+    }
+    Ok(listeners)
+}
+
+/// An octal permission mode such as `660` or `0o600`.
+fn parse_mode(s: &str) -> Result<u32, String> {
+    let digits = s.trim_start_matches("0o");
+    match u32::from_str_radix(digits, 8) {
+        Ok(mode) if mode <= 0o777 => Ok(mode),
+        _ => Err(format!("{s:?} is not an octal mode such as 660")),
+    }
 }
 
 #[cfg(test)]
@@ -348,7 +452,7 @@ mod tests {
     #[test]
     fn defaults_are_loopback_and_the_engine_defaults() {
         let config = parse(&[]).unwrap();
-        assert_eq!(config.listen, crate::DEFAULT_LISTEN);
+        assert_eq!(config.listen, vec![Listen::Tcp(crate::DEFAULT_LISTEN)]);
         assert_eq!(config.http, HttpConfig::default());
         assert_eq!(config.engine, Config::default());
     }
@@ -378,7 +482,10 @@ mod tests {
         ])
         .unwrap();
         let e = &config.engine;
-        assert_eq!(config.listen, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(
+            config.listen,
+            vec![Listen::Tcp("127.0.0.1:0".parse().unwrap())]
+        );
         assert_eq!(config.http.token, Some(Token::new("t0k").unwrap()));
         assert_eq!(e.max_bindings, 7);
         assert_eq!(e.max_lease, Lease::from_secs(60));
@@ -412,6 +519,9 @@ mod tests {
         assert!(parse(&["--max-bindings=0"]).is_err());
         assert!(parse(&["--token="]).is_err());
         assert!(parse(&["--dest-deny=nope"]).is_err());
+        assert!(parse(&["--listen=nowhere"]).is_err());
+        assert!(parse(&["--unix-mode=999"]).is_err());
+        assert!(parse(&["--log-format=xml"]).is_err());
         assert!(parse(&["--allow-origin=localhost:3000"]).is_err());
     }
 
@@ -451,5 +561,26 @@ mod tests {
     #[test]
     fn privileged_ports_are_not_handed_out_by_default() {
         assert_eq!(parse(&[]).unwrap().engine.port_range, 1024..=65535);
+    }
+
+    #[test]
+    fn listen_repeats_and_unix_sockets_take_the_mode() {
+        let config = parse(&[
+            "--listen=127.0.0.1:0",
+            "--listen=unix:/tmp/a.sock,[::1]:0",
+            "--unix-mode=600",
+        ])
+        .unwrap();
+        assert_eq!(
+            config.listen,
+            vec![
+                Listen::Tcp("127.0.0.1:0".parse().unwrap()),
+                Listen::Unix {
+                    path: "/tmp/a.sock".into(),
+                    mode: 0o600
+                },
+                Listen::Tcp("[::1]:0".parse().unwrap()),
+            ]
+        );
     }
 }

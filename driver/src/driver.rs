@@ -70,6 +70,8 @@ pub(crate) enum Input {
         request: RequestId,
         outcome: Result<usize, TransmitError>,
     },
+    /// `/metrics` asks for the engine's counters.
+    Snapshot(Sender<crate::metrics::Snapshot>),
 }
 
 /// A command waiting for its reply.
@@ -257,6 +259,9 @@ impl Driver {
             }
             Input::Transmitted { request, outcome } => {
                 self.engine.handle_transmitted(request, outcome, now);
+            }
+            Input::Snapshot(reply) => {
+                let _ = reply.try_send(crate::metrics::Snapshot::of(&self.engine));
             }
         }
     }

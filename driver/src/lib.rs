@@ -22,6 +22,10 @@ pub mod cli;
 mod config;
 mod driver;
 mod edge;
+mod listener;
+mod metrics;
+mod openapi;
+mod ops;
 mod porthole;
 mod runtime;
 mod server;
@@ -32,7 +36,10 @@ pub use api::{Api, DriverGoneError};
 pub use body::ApiBody;
 pub use config::{HttpConfig, HttpConfigError};
 pub use edge::{AllowedOrigins, Origin, ParseOriginError};
+pub use listener::{InheritedListener, Listen, ListenAddr, ParseListenError, DEFAULT_UNIX_MODE};
 pub use porthole::{Porthole, StartError};
+#[cfg(unix)]
+pub use runtime::AsyncUnixListener;
 pub use runtime::{
     AsyncTcpListener, AsyncTimer, AsyncUdpSocket, BoxFuture, Connection, Runtime, TcpConnection,
 };

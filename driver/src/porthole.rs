@@ -21,11 +21,11 @@ pub enum StartError {
     /// The operating system gave no randomness to seed binding ids with.
     #[error("no randomness from the operating system: {0}")]
     Seed(String),
-    /// The listener could not be bound or registered.
+    /// A listener could not be bound or registered.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
-        /// The address.
-        addr: std::net::SocketAddr,
+        /// The address (`ip:port`, `unix:/path`).
+        addr: String,
         /// What the OS said.
         source: std::io::Error,
     },
@@ -69,9 +69,10 @@ impl Porthole {
         }
     }
 
-    /// Closes every binding (reason `shutdown`), which ends every stream, and
-    /// refuses new bindings. Returns once every socket is closed.
+    /// Turns `/readyz` to 503, closes every binding (reason `shutdown`), which
+    /// ends every stream, and refuses new bindings. Returns once every socket is closed.
     pub async fn shutdown(&self) {
+        self.api.ops().begin_drain();
         // A driver that is already gone has closed its sockets.
         let _ = self.api.call(Command::Shutdown).await;
     }

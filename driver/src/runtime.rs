@@ -34,6 +34,21 @@ pub trait Runtime: Send + Sync + Debug + 'static {
     /// Registers a bound, listening, non-blocking TCP listener with the runtime's reactor.
     fn wrap_tcp_listener(&self, listener: TcpListener) -> io::Result<Box<dyn AsyncTcpListener>>;
 
+    /// Registers a bound, listening, non-blocking Unix domain socket listener
+    /// with the runtime's reactor. The default refuses, so that a runtime
+    /// written before Unix listeners existed still builds (and serves TCP).
+    #[cfg(unix)]
+    fn wrap_unix_listener(
+        &self,
+        listener: std::os::unix::net::UnixListener,
+    ) -> io::Result<Box<dyn AsyncUnixListener>> {
+        drop(listener);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this runtime has no Unix domain socket listener",
+        ))
+    }
+
     /// The current time. Runtimes with a mockable clock override it; the driver
     /// reads time only through this method.
     fn now(&self) -> Instant {
@@ -89,6 +104,14 @@ pub trait AsyncTcpListener: Send + Sync + Debug {
     fn local_addr(&self) -> io::Result<SocketAddr>;
 }
 
+/// A Unix domain socket listener registered with a reactor.
+#[cfg(unix)]
+pub trait AsyncUnixListener: Send + Sync + Debug {
+    /// Accepts the next connection; otherwise registers `cx`'s waker. Its
+    /// [`Connection::set_nodelay`] does nothing (there is no Nagle on a Unix socket).
+    fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<Box<dyn Connection>>>;
+}
+
 /// An accepted TCP connection, as hyper reads and writes it.
 pub trait Connection: hyper::rt::Read + hyper::rt::Write + Send + Unpin + 'static {
     /// Sets `TCP_NODELAY`: the driver turns Nagle off so small SSE chunks leave at once.
@@ -98,6 +121,7 @@ pub trait Connection: hyper::rt::Read + hyper::rt::Write + Send + Unpin + 'stati
 /// A [`Connection`] made of a runtime's stream already adapted to hyper's IO
 /// traits (tokio's `TokioIo`, smol-hyper's `FuturesIo`, …) and the way to set
 /// `TCP_NODELAY` on it, so a runtime writes no forwarding code of its own.
+/// For a Unix domain socket, [`TcpConnection::unix`] sets nothing.
 pub struct TcpConnection<T> {
     io: T,
     set_nodelay: fn(&T, bool) -> io::Result<()>,
@@ -113,6 +137,11 @@ impl<T: hyper::rt::Write> TcpConnection<T> {
             set_nodelay,
             vectored,
         }
+    }
+
+    /// Wraps the stream of a Unix domain socket, which has no `TCP_NODELAY`.
+    pub fn unix(io: T) -> Self {
+        TcpConnection::new(io, |_, _| Ok(()))
     }
 
     /// Tells hyper the stream writes several buffers in one call (`writev`),

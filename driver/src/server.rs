@@ -3,7 +3,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -17,8 +17,9 @@ use porthole_core::Config;
 
 use crate::api::Api;
 use crate::config::HttpConfig;
+use crate::listener::{self, AnyListener, InheritedListener, Listen, ListenAddr};
 use crate::porthole::{Porthole, StartError};
-use crate::runtime::{sleep, AsyncTcpListener, AsyncTimer, Connection, Runtime};
+use crate::runtime::{sleep, AsyncTimer, Connection, Runtime};
 
 /// Where `porthole serve` listens unless told otherwise: loopback only.
 pub const DEFAULT_LISTEN: SocketAddr =
@@ -34,8 +35,8 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// Everything `porthole serve` is configured with.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// Address to listen on. Default `127.0.0.1:7447`.
-    pub listen: SocketAddr,
+    /// Where to listen (TCP addresses and Unix sockets). Default `127.0.0.1:7447`.
+    pub listen: Vec<Listen>,
     /// How the HTTP API is served: token, body limit, origins, hosts.
     pub http: HttpConfig,
     /// The engine's limits and policy.
@@ -45,73 +46,129 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
-            listen: DEFAULT_LISTEN,
+            listen: vec![Listen::Tcp(DEFAULT_LISTEN)],
             http: HttpConfig::default(),
             engine: Config::default(),
         }
     }
 }
 
-/// A running server: a [`Porthole`] and a listener serving its API.
+/// A running server: a [`Porthole`] and the listeners serving its API.
 #[derive(Debug)]
 pub struct Server {
     porthole: Porthole,
-    local_addr: SocketAddr,
+    addresses: Vec<ListenAddr>,
     runtime: Arc<dyn Runtime>,
-    /// Closed to stop the accept loop.
+    /// Closed to stop the accept loops.
     stop_accepting: async_channel::Sender<Infallible>,
-    /// Closed by the accept loop once the listener is dropped.
-    listener_closed: async_channel::Receiver<Infallible>,
+    /// Closed once every accept loop has dropped its listener.
+    listeners_closed: async_channel::Receiver<Infallible>,
     /// Closed to tell connections to finish their current request and close.
     drain: async_channel::Sender<Infallible>,
     connections: Arc<ConnectionCount>,
+    socket_files: SocketFiles,
+}
+
+/// Unix socket files this server created; removed when it is dropped.
+#[derive(Debug, Default)]
+struct SocketFiles(Vec<std::path::PathBuf>);
+
+impl Drop for SocketFiles {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            if let Err(e) = std::fs::remove_file(path) {
+                tracing::debug!(path = %path.display(), error = %e, "cannot remove the socket file");
+            }
+        }
+    }
 }
 
 impl Server {
-    /// Starts Porthole and listens on `config.listen`.
+    /// Starts Porthole and listens on every address of `config.listen`.
     pub fn start(runtime: Arc<dyn Runtime>, config: ServerConfig) -> Result<Self, StartError> {
-        let listen = config.listen;
-        let listen_error = |source| StartError::Listen {
-            addr: listen,
-            source,
-        };
-        let listener = TcpListener::bind(listen).map_err(listen_error)?;
-        listener.set_nonblocking(true).map_err(listen_error)?;
-        let local_addr = listener.local_addr().map_err(listen_error)?;
-        let listener = runtime.wrap_tcp_listener(listener).map_err(listen_error)?;
+        Server::start_with(runtime, config, Vec::new())
+    }
+
+    /// Starts Porthole, listens on every address of `config.listen`, and
+    /// serves `inherited` listeners too (systemd socket activation).
+    pub fn start_with(
+        runtime: Arc<dyn Runtime>,
+        config: ServerConfig,
+        inherited: Vec<InheritedListener>,
+    ) -> Result<Self, StartError> {
+        let mut opened = Vec::new();
+        let mut socket_files = SocketFiles::default();
+        for listen in &config.listen {
+            let listening =
+                listener::open(&*runtime, listen).map_err(|source| StartError::Listen {
+                    addr: listen.to_string(),
+                    source,
+                })?;
+            socket_files.0.extend(listening.created.clone());
+            opened.push(listening);
+        }
+        for listener in inherited {
+            opened.push(listener::adopt(&*runtime, listener).map_err(|source| {
+                StartError::Listen {
+                    addr: "an inherited listener".to_owned(),
+                    source,
+                }
+            })?);
+        }
         let porthole = Porthole::start(Arc::clone(&runtime), config.engine, config.http)?;
 
         let (stop_accepting, stop_rx) = async_channel::bounded(1);
-        let (listener_closed_tx, listener_closed) = async_channel::bounded(1);
+        let (listeners_closed_tx, listeners_closed) = async_channel::bounded(1);
         let (drain, drain_rx) = async_channel::bounded(1);
         let connections = Arc::new(ConnectionCount::default());
-        let accept = AcceptLoop {
-            runtime: Arc::clone(&runtime),
-            listener,
-            api: porthole.api().clone(),
-            stop: stop_rx,
-            drain: drain_rx,
-            connections: Arc::clone(&connections),
-        };
-        runtime.spawn(Box::pin(async move {
-            accept.run().await;
-            listener_closed_tx.close();
-        }));
-        tracing::info!(%local_addr, "listening");
+        let mut addresses = Vec::new();
+        for listening in opened {
+            tracing::info!(address = %listening.addr, "listening");
+            addresses.push(listening.addr);
+            let accept = AcceptLoop {
+                runtime: Arc::clone(&runtime),
+                listener: listening.listener,
+                api: porthole.api().clone(),
+                stop: stop_rx.clone(),
+                drain: drain_rx.clone(),
+                connections: Arc::clone(&connections),
+            };
+            let closed = listeners_closed_tx.clone();
+            runtime.spawn(Box::pin(async move {
+                accept.run().await;
+                // The receiver sees the channel closed once every loop's sender is gone.
+                drop(closed);
+            }));
+        }
         Ok(Server {
             porthole,
-            local_addr,
+            addresses,
             runtime,
             stop_accepting,
-            listener_closed,
+            listeners_closed,
             drain,
             connections,
+            socket_files,
         })
     }
 
-    /// The address the server listens on (with the port the OS chose, for port 0).
+    /// The address of the first TCP listener (with the port the OS chose,
+    /// for port 0); `0.0.0.0:0` for a server with Unix listeners only (see
+    /// [`Server::addresses`]).
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.addresses
+            .iter()
+            .find_map(|a| match a {
+                ListenAddr::Tcp(addr) => Some(*addr),
+                ListenAddr::Unix(_) => None,
+            })
+            .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Every address the server listens on, in the order of the configuration
+    /// (inherited listeners last).
+    pub fn addresses(&self) -> &[ListenAddr] {
+        &self.addresses
     }
 
     /// The Porthole behind the server.
@@ -119,15 +176,19 @@ impl Server {
         &self.porthole
     }
 
-    /// Stops accepting connections, closes every binding (reason `shutdown`),
-    /// which ends every stream, and waits (up to 5 s) for open requests to finish.
+    /// Shuts down: `/readyz` turns 503, every binding closes (reason
+    /// `shutdown`), which ends every stream; open requests get up to 5 s to
+    /// finish while the listeners still answer (so probes see the server
+    /// draining, and new `/v1` requests get 503 `shutting_down`); then the
+    /// listeners close and their socket files are removed.
     pub async fn shutdown(self) {
-        self.stop_accepting.close();
-        let _ = self.listener_closed.recv().await;
         self.porthole.shutdown().await;
         self.drain.close();
         let mut grace = self.runtime.new_timer(self.runtime.now() + SHUTDOWN_GRACE);
         or(self.connections.wait_idle(), sleep(&mut grace)).await;
+        self.stop_accepting.close();
+        let _ = self.listeners_closed.recv().await;
+        drop(self.socket_files);
         tracing::info!("shut down");
     }
 }
@@ -168,7 +229,7 @@ impl Drop for ConnectionGuard {
 
 struct AcceptLoop {
     runtime: Arc<dyn Runtime>,
-    listener: Box<dyn AsyncTcpListener>,
+    listener: AnyListener,
     api: Api,
     stop: async_channel::Receiver<Infallible>,
     drain: async_channel::Receiver<Infallible>,
@@ -188,10 +249,7 @@ impl AcceptLoop {
             .await;
             match accepted {
                 None => return,
-                Some(Ok((io, peer))) => {
-                    if let Err(e) = io.set_nodelay(true) {
-                        tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
-                    }
+                Some(Ok(io)) => {
                     let connection = serve_connection(
                         Arc::clone(&self.runtime),
                         io,
@@ -218,11 +276,18 @@ async fn serve_connection(
     drain: async_channel::Receiver<Infallible>,
     _guard: ConnectionGuard,
 ) {
+    // A connection that arrives while the server drains gets one answer
+    // (503 on /readyz and /v1) and is closed; graceful shutdown would close it unread.
+    let draining = drain.is_closed();
     let connection = http1::Builder::new()
         .timer(HyperTimer(runtime))
+        .keep_alive(!draining)
         .serve_connection(io, api);
     futures_lite::pin!(connection);
     let finished = or(async { Some(connection.as_mut().await) }, async {
+        if draining {
+            futures_lite::future::pending::<()>().await;
+        }
         let _ = drain.recv().await;
         None
     })

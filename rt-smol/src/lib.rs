@@ -29,13 +29,14 @@ use std::time::Instant;
 use async_executor::Executor;
 use async_io::Async;
 use porthole_driver::{
-    AsyncTcpListener, AsyncTimer, AsyncUdpSocket, BoxFuture, Connection, TcpConnection,
+    AsyncTcpListener, AsyncTimer, AsyncUdpSocket, AsyncUnixListener, BoxFuture, Connection,
+    TcpConnection,
 };
 use smol_hyper::rt::FuturesIo;
 
 pub use porthole_driver::{
-    porthole_core, AllowedOrigins, Api, ApiBody, HttpConfig, Porthole, Runtime, Server,
-    ServerConfig, StartError, Token, DEFAULT_LISTEN,
+    porthole_core, AllowedOrigins, Api, ApiBody, HttpConfig, InheritedListener, Listen, ListenAddr,
+    Porthole, Runtime, Server, ServerConfig, StartError, Token, DEFAULT_LISTEN,
 };
 
 /// The smol [`Runtime`]: async-io's reactor and timers, tasks on smol's global
@@ -86,6 +87,13 @@ impl Runtime for SmolRuntime {
         listener: std::net::TcpListener,
     ) -> io::Result<Box<dyn AsyncTcpListener>> {
         Ok(Box::new(TcpListener(Async::new(listener)?)))
+    }
+
+    fn wrap_unix_listener(
+        &self,
+        listener: std::os::unix::net::UnixListener,
+    ) -> io::Result<Box<dyn AsyncUnixListener>> {
+        Ok(Box::new(UnixListener(Async::new(listener)?)))
     }
 }
 
@@ -156,7 +164,7 @@ impl AsyncTcpListener for TcpListener {
                     let io = Async::new(stream)?;
                     let io: Box<dyn Connection> = Box::new(
                         // `Async<TcpStream>` writes vectors with one `writev`.
-                        TcpConnection::new(TcpStream(FuturesIo::new(io)), |io, on| {
+                        TcpConnection::new(Stream(FuturesIo::new(io)), |io, on| {
                             io.0.get_ref().get_ref().set_nodelay(on)
                         })
                         .with_vectored_writes(),
@@ -177,6 +185,30 @@ impl AsyncTcpListener for TcpListener {
     }
 }
 
+/// A Unix domain socket listener on async-io's reactor.
+#[derive(Debug)]
+struct UnixListener(Async<std::os::unix::net::UnixListener>);
+
+impl AsyncUnixListener for UnixListener {
+    fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<Box<dyn Connection>>> {
+        loop {
+            match self.0.get_ref().accept() {
+                Ok((stream, _)) => {
+                    let io = Async::new(stream)?;
+                    let io: Box<dyn Connection> =
+                        Box::new(TcpConnection::unix(Stream(FuturesIo::new(io))));
+                    return Poll::Ready(Ok(io));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    ready!(self.0.poll_readable(cx))?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
 /// Most bytes one read of a connection takes (the size of the per-thread buffer).
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -192,9 +224,12 @@ thread_local! {
 /// hyper's spare read buffer (up to ~400 KiB) before every read, even one that
 /// finds nothing, to hand `futures-io` an initialized slice; copying only the
 /// bytes read costs a fraction of that, without `unsafe`.
-struct TcpStream(FuturesIo<Async<std::net::TcpStream>>);
+struct Stream<T>(FuturesIo<Async<T>>);
 
-impl hyper::rt::Read for TcpStream {
+impl<T> hyper::rt::Read for Stream<T>
+where
+    for<'a> &'a T: Read,
+{
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -221,7 +256,10 @@ impl hyper::rt::Read for TcpStream {
     }
 }
 
-impl hyper::rt::Write for TcpStream {
+impl<T> hyper::rt::Write for Stream<T>
+where
+    FuturesIo<Async<T>>: hyper::rt::Write + Unpin,
+{
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

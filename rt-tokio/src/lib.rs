@@ -22,12 +22,13 @@ use std::time::Instant;
 
 use hyper_util::rt::TokioIo;
 use porthole_driver::{
-    AsyncTcpListener, AsyncTimer, AsyncUdpSocket, BoxFuture, Connection, TcpConnection,
+    AsyncTcpListener, AsyncTimer, AsyncUdpSocket, AsyncUnixListener, BoxFuture, Connection,
+    TcpConnection,
 };
 
 pub use porthole_driver::{
-    porthole_core, AllowedOrigins, Api, ApiBody, HttpConfig, Porthole, Runtime, Server,
-    ServerConfig, StartError, Token, DEFAULT_LISTEN,
+    porthole_core, AllowedOrigins, Api, ApiBody, HttpConfig, InheritedListener, Listen, ListenAddr,
+    Porthole, Runtime, Server, ServerConfig, StartError, Token, DEFAULT_LISTEN,
 };
 
 /// The tokio [`Runtime`]: spawns on the runtime that was current when it was made.
@@ -80,6 +81,16 @@ impl Runtime for TokioRuntime {
     ) -> io::Result<Box<dyn AsyncTcpListener>> {
         let _guard = self.handle.enter();
         Ok(Box::new(TcpListener(tokio::net::TcpListener::from_std(
+            listener,
+        )?)))
+    }
+
+    fn wrap_unix_listener(
+        &self,
+        listener: std::os::unix::net::UnixListener,
+    ) -> io::Result<Box<dyn AsyncUnixListener>> {
+        let _guard = self.handle.enter();
+        Ok(Box::new(UnixListener(tokio::net::UnixListener::from_std(
             listener,
         )?)))
     }
@@ -153,8 +164,21 @@ impl AsyncTcpListener for TcpListener {
     }
 }
 
+/// A tokio Unix domain socket listener.
+#[derive(Debug)]
+struct UnixListener(tokio::net::UnixListener);
+
+impl AsyncUnixListener for UnixListener {
+    fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<Box<dyn Connection>>> {
+        self.0.poll_accept(cx).map_ok(|(stream, _)| {
+            let io: Box<dyn Connection> = Box::new(TcpConnection::unix(TokioIo::new(stream)));
+            io
+        })
+    }
+}
+
 /// Starts the whole daemon on the current tokio runtime: Porthole plus a
-/// listener on `config.listen`. Stop it with [`Server::shutdown`].
+/// listener on each of `config.listen`. Stop it with [`Server::shutdown`].
 ///
 /// # Panics
 ///
