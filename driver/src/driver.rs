@@ -101,6 +101,7 @@ pub(crate) struct Driver {
     held: HashSet<BindingId>,
     streams: HashMap<SubscriberId, StreamSink>,
     waiting: HashMap<RequestId, Waiting>,
+    log: crate::log::Lifecycle,
 }
 
 impl Driver {
@@ -123,6 +124,7 @@ impl Driver {
             held: HashSet::new(),
             streams: HashMap::new(),
             waiting: HashMap::new(),
+            log: crate::log::Lifecycle::default(),
         }
     }
 
@@ -246,6 +248,7 @@ impl Driver {
                 stream,
             } => {
                 self.waiting.insert(request, Waiting { reply, stream });
+                self.log.command(&command, &self.engine);
                 self.engine.handle_command(request, command, now);
             }
             Input::Credit { subscriber, credit } => {
@@ -279,6 +282,7 @@ impl Driver {
                 }
             }
         }
+        self.log.received(batch.binding, &self.engine);
         self.update_hold(batch.binding);
     }
 
@@ -318,6 +322,7 @@ impl Driver {
             match action {
                 Action::OpenSocket { binding, addr } => self.open_socket(binding, addr),
                 Action::CloseSocket { binding } => {
+                    self.log.closed(binding, &self.engine);
                     self.held.remove(&binding);
                     if let Some(slot) = self.sockets.remove(&binding) {
                         slot.close();
@@ -352,6 +357,7 @@ impl Driver {
     }
 
     fn reply(&mut self, request: RequestId, reply: Reply) {
+        self.log.reply(&reply);
         let Some(waiting) = self.waiting.remove(&request) else {
             return;
         };
@@ -388,11 +394,11 @@ impl Driver {
                 let runtime = Arc::clone(&self.runtime);
                 self.runtime
                     .spawn(Box::pin(read_socket(binding, slot, batches, runtime)));
-                tracing::debug!(%binding, %local, "socket opened");
+                tracing::debug!(binding = %crate::log::Short(binding), %local, "socket opened");
                 self.engine.handle_socket_opened(binding, local, now);
             }
             Err(e) => {
-                tracing::debug!(%binding, %addr, error = %e, "socket failed to open");
+                tracing::debug!(binding = %crate::log::Short(binding), %addr, error = %e, "socket failed to open");
                 self.engine
                     .handle_socket_failed(binding, OpenError::from_io(&e), now);
             }

@@ -23,6 +23,7 @@ mod config;
 mod driver;
 mod edge;
 mod listener;
+mod log;
 mod metrics;
 mod openapi;
 mod ops;
