@@ -1,7 +1,7 @@
 //! The conformance cases. Each takes a [`ServerFactory`], starts the servers
 //! it needs, and panics (fails) on any deviation from the API contract.
 
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -10,7 +10,7 @@ use base64::Engine as _;
 use porthole_driver::porthole_core::policy::Network;
 use serde_json::Value;
 
-use crate::client::{Client, EventStream, Sse, SseEvent, READ_TIMEOUT};
+use crate::client::{Client, EventStream, Sse, SseEvent, Target, READ_TIMEOUT};
 use crate::{ServerConfig, ServerFactory, TestServer, Token};
 
 mod web;
@@ -30,7 +30,7 @@ impl Running {
         };
         configure(&mut config);
         let server = factory.start(config);
-        let client = Client::new(server.addr());
+        let client = Client::at(server.target());
         Running {
             server: Some(server),
             client,
@@ -41,8 +41,13 @@ impl Running {
         Running::start(factory, |_| {})
     }
 
+    /// The TCP address; over a Unix socket, where a `Host` header's port
+    /// means nothing, port 80 of loopback.
     fn addr(&self) -> SocketAddr {
-        self.client.addr()
+        match self.client.target() {
+            Target::Tcp(addr) => *addr,
+            Target::Unix(_) => SocketAddr::from(([127, 0, 0, 1], 80)),
+        }
     }
 
     fn shutdown(&mut self) {
@@ -826,15 +831,15 @@ pub fn disconnecting_clients_leave_the_server_healthy(factory: &dyn ServerFactor
         format!("{head}Transfer-Encoding: chunked\r\n\r\n10\r\n{{\"de").into_bytes(),
     ];
     for partial in &partials {
-        let mut tcp = TcpStream::connect(server.addr()).unwrap();
-        std::io::Write::write_all(&mut tcp, partial).unwrap();
-        drop(tcp);
+        let mut conn = server.client.connect().unwrap();
+        std::io::Write::write_all(&mut conn, partial).unwrap();
+        drop(conn);
     }
     // A complete request whose client leaves before the answer.
-    let mut tcp = TcpStream::connect(server.addr()).unwrap();
+    let mut conn = server.client.connect().unwrap();
     let request = format!("{}\r\n", server.client.head("GET", "/v1/udp/status", &[]));
-    std::io::Write::write_all(&mut tcp, request.as_bytes()).unwrap();
-    drop(tcp);
+    std::io::Write::write_all(&mut conn, request.as_bytes()).unwrap();
+    drop(conn);
 
     // Streams whose clients vanish give their slot back (max one subscriber).
     for _ in 0..3 {
@@ -856,7 +861,7 @@ pub fn shutdown_closes_every_socket_and_ends_every_stream(factory: &dyn ServerFa
     let mut server = Running::default(factory);
     let bindings: Vec<Binding> = (0..3).map(|_| server.bind("{}")).collect();
     let mut streams: Vec<EventStream> = bindings.iter().map(|b| server.stream(&b.id)).collect();
-    let addr = server.addr();
+    let client = server.client.clone();
     server.shutdown();
     for stream in &mut streams {
         assert_eq!(stream.expect_event("closed").json()["reason"], "shutdown");
@@ -865,10 +870,7 @@ pub fn shutdown_closes_every_socket_and_ends_every_stream(factory: &dyn ServerFa
     for b in &bindings {
         drop(UdpSocket::bind(b.addr).expect("every port is free after shutdown"));
     }
-    assert!(
-        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_err(),
-        "no longer accepting"
-    );
+    assert!(client.connect().is_err(), "no longer accepting");
 }
 
 /// Bindings on `::1` work; sending across address families is 400.
@@ -893,4 +895,225 @@ pub fn ipv6_loopback_bindings_work(factory: &dyn ServerFactory) {
         .client
         .post(&send, &send_body("127.0.0.1:9".parse().unwrap(), b"x"))
         .assert_error(400, "address_family_mismatch");
+}
+
+// ----- operations ----------------------------------------------------------------
+
+/// The samples of a `/metrics` scrape, parsed by a parser of the Prometheus
+/// text format.
+struct Scrape(prometheus_parse::Scrape);
+
+impl Scrape {
+    #[track_caller]
+    fn of(client: &Client) -> Self {
+        let response = client.get("/metrics");
+        assert_eq!(response.status, 200, "{response:?}");
+        assert!(response
+            .header("content-type")
+            .is_some_and(|t| t.starts_with("text/plain; version=0.0.4")));
+        let text = String::from_utf8(response.body).expect("UTF-8");
+        let lines = text.lines().map(|l| Ok(l.to_owned()));
+        Scrape(prometheus_parse::Scrape::parse(lines).expect("the text format parses"))
+    }
+
+    /// The value of the counter or gauge `name` with exactly `labels`.
+    #[track_caller]
+    fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let sample = self
+            .0
+            .samples
+            .iter()
+            .find(|s| {
+                s.metric == name
+                    && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v))
+                    && s.labels.len() == labels.len()
+            })
+            .unwrap_or_else(|| panic!("no sample {name} {labels:?}"));
+        match sample.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) => v,
+            ref other => panic!("{name} is not a counter or gauge: {other:?}"),
+        }
+    }
+}
+
+/// `/healthz` answers `200 ok` without a token, as koi's daemon does (its CLI
+/// probes it), while `/v1` and `/metrics` need the token.
+pub fn healthz_answers_without_a_token_while_v1_requires_one(factory: &dyn ServerFactory) {
+    let server = Running::start(factory, |c| {
+        c.http.token = Some(Token::new("s3cret").expect("token"));
+    });
+    let anonymous = &server.client;
+    let health = anonymous.get("/healthz");
+    assert_eq!((health.status, &health.body[..]), (200, &b"ok\n"[..]));
+    assert_eq!(anonymous.get("/readyz").status, 200);
+    anonymous
+        .get("/v1/udp/status")
+        .assert_error(401, "unauthorized");
+    anonymous.get("/metrics").assert_error(401, "unauthorized");
+    let bearer = anonymous
+        .clone()
+        .with_header("Authorization", "Bearer s3cret");
+    bearer.get("/v1/udp/status").expect(200);
+    Scrape::of(&bearer);
+    anonymous
+        .post("/healthz", "")
+        .assert_error(405, "method_not_allowed");
+}
+
+/// `HEAD` on every `GET` route answers the `GET`'s status and headers without a
+/// body; on a stream it subscribes to nothing.
+pub fn head_answers_every_get_route_without_a_body(factory: &dyn ServerFactory) {
+    let server = Running::default(factory);
+    let b = server.bind("{}");
+    let peer = peer();
+    peer.send_to(b"waits", b.addr).unwrap();
+    server.await_received(&b.id, 1);
+    let recv = format!("/v1/udp/recv/{}", b.id);
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+        "/v1/udp/status",
+        recv.as_str(),
+    ] {
+        let get_type = match server.client.request("HEAD", path, &[], None) {
+            head if path == recv => {
+                assert_eq!(head.status, 200);
+                assert_eq!(head.header("content-type"), Some("text/event-stream"));
+                assert!(head.body.is_empty());
+                continue;
+            }
+            head => {
+                assert_eq!(head.status, 200, "HEAD {path}");
+                assert!(head.body.is_empty(), "HEAD {path} has no body");
+                head.header("content-type").map(str::to_owned)
+            }
+        };
+        let get = server.client.get(path);
+        assert_eq!(get.header("content-type"), get_type.as_deref(), "{path}");
+    }
+    // The HEAD took nothing from the ring: the datagram still waits.
+    let status = server.binding_status(&b.id).unwrap();
+    assert_eq!(
+        (
+            status["counters"]["pending"].as_u64(),
+            status["subscribers"].as_u64()
+        ),
+        (Some(1), Some(0))
+    );
+    let unknown = server
+        .client
+        .request("HEAD", &format!("/v1/udp/recv/{UNKNOWN_ID}"), &[], None);
+    assert_eq!(unknown.status, 404, "HEAD of an unknown stream");
+}
+
+/// `/readyz` is 200 while serving and 503 once shutdown began, while open
+/// requests still finish; `/healthz` stays 200 until the listener closes.
+pub fn readyz_is_503_while_the_server_drains(factory: &dyn ServerFactory) {
+    let mut server = Running::default(factory);
+    assert_eq!(server.client.get("/readyz").status, 200);
+    let b = server.bind("{}");
+    // A request in flight: the server waits for its body (the interim
+    // `100 Continue` says the handler has it), which holds the drain open.
+    let body = send_body(peer().local_addr().unwrap(), b"late");
+    let mut head = server
+        .client
+        .head("POST", &format!("/v1/udp/send/{}", b.id), &[]);
+    head.push_str(&format!(
+        "Expect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    ));
+    let mut in_flight = server.client.begin(head.as_bytes());
+    assert_eq!(in_flight.response().expect("100 Continue").status, 100);
+
+    let client = server.client.clone();
+    let running = server.server.take().expect("running");
+    let shutdown = thread::spawn(move || running.shutdown());
+    wait_until("/readyz to turn 503", || {
+        client.get("/readyz").status == 503
+    });
+    assert_eq!(client.get("/healthz").status, 200);
+    client
+        .post("/v1/udp/bind", "{}")
+        .assert_error(503, "shutting_down");
+
+    in_flight.send(body.as_bytes());
+    let answered = in_flight
+        .response()
+        .expect("the request in flight is answered");
+    assert!(answered.status >= 200, "{answered:?}");
+    shutdown.join().expect("shutdown completes");
+    assert!(client.connect().is_err(), "no longer accepting");
+}
+
+/// `/metrics` counts what the engine counts: datagrams received, dropped by
+/// reason, delivered and sent, bindings by close reason, HTTP requests.
+pub fn metrics_follow_datagrams_received_dropped_and_sent(factory: &dyn ServerFactory) {
+    let server = Running::start(factory, |c| c.engine.ring_datagrams = 2);
+    let before = Scrape::of(&server.client);
+    assert_eq!(before.value("porthole_bindings", &[]), 0.0);
+    assert_eq!(before.value("porthole_datagrams_received_total", &[]), 0.0);
+
+    let b = server.bind("{}");
+    let peer = peer();
+    // Nobody subscribes: the ring keeps 2 and drops the 3 older ones.
+    for i in 0..5u8 {
+        peer.send_to(&[i; 10], b.addr).unwrap();
+    }
+    server.await_received(&b.id, 5);
+    server
+        .client
+        .post(
+            &format!("/v1/udp/send/{}", b.id),
+            &send_body(peer.local_addr().unwrap(), b"abc"),
+        )
+        .expect(200);
+    let mut stream = server.stream(&b.id);
+    stream.expect_event("datagram");
+    stream.expect_event("datagram");
+
+    let after = Scrape::of(&server.client);
+    assert_eq!(after.value("porthole_bindings", &[]), 1.0);
+    assert_eq!(after.value("porthole_subscribers", &[]), 1.0);
+    assert_eq!(after.value("porthole_datagrams_received_total", &[]), 5.0);
+    assert_eq!(after.value("porthole_received_bytes_total", &[]), 50.0);
+    assert_eq!(
+        after.value(
+            "porthole_datagrams_dropped_total",
+            &[("reason", "overflow")]
+        ),
+        3.0
+    );
+    assert_eq!(after.value("porthole_datagrams_delivered_total", &[]), 2.0);
+    assert_eq!(after.value("porthole_datagrams_sent_total", &[]), 1.0);
+    assert_eq!(after.value("porthole_sent_bytes_total", &[]), 3.0);
+    let sends = [
+        ("method", "POST"),
+        ("route", "/v1/udp/send/:id"),
+        ("status", "2xx"),
+    ];
+    assert_eq!(after.value("porthole_http_requests_total", &sends), 1.0);
+
+    server
+        .client
+        .put(&format!("/v1/udp/heartbeat/{}", b.id), "")
+        .expect(200);
+    server
+        .client
+        .delete(&format!("/v1/udp/bind/{}", b.id))
+        .expect(200);
+    let closed = Scrape::of(&server.client);
+    assert_eq!(closed.value("porthole_bindings", &[]), 0.0);
+    assert_eq!(closed.value("porthole_leases_renewed_total", &[]), 1.0);
+    assert_eq!(
+        closed.value("porthole_bindings_closed_total", &[("reason", "unbound")]),
+        1.0
+    );
+    assert_eq!(
+        closed.value("porthole_bindings_closed_total", &[("reason", "expired")]),
+        0.0
+    );
+    // Counters survive the binding that moved them.
+    assert_eq!(closed.value("porthole_datagrams_received_total", &[]), 5.0);
 }

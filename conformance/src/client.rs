@@ -1,5 +1,6 @@
-//! A small blocking HTTP/1.1 client over `std::net::TcpStream`, with chunked
-//! decoding and a server-sent-events reader.
+//! A small blocking HTTP/1.1 client over `std::net::TcpStream` or
+//! `std::os::unix::net::UnixStream`, with chunked decoding and a
+//! server-sent-events reader.
 //!
 //! Hand-written rather than a client crate so that the suite controls every
 //! byte (malformed requests, half-sent bodies, abrupt disconnects) and depends
@@ -7,16 +8,97 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// How long any single read may wait before the test fails.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Where a server listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A TCP address.
+    Tcp(SocketAddr),
+    /// A Unix domain socket.
+    Unix(PathBuf),
+}
+
+/// A connection to a [`Target`].
+#[derive(Debug)]
+pub enum Conn {
+    /// Over TCP.
+    Tcp(TcpStream),
+    /// Over a Unix domain socket.
+    Unix(UnixStream),
+}
+
+impl Conn {
+    /// Connects, with every read and write bounded by [`READ_TIMEOUT`].
+    pub fn connect(target: &Target) -> io::Result<Self> {
+        let conn = match target {
+            Target::Tcp(addr) => {
+                let stream = TcpStream::connect_timeout(addr, READ_TIMEOUT)?;
+                stream.set_nodelay(true)?;
+                Conn::Tcp(stream)
+            }
+            Target::Unix(path) => Conn::Unix(UnixStream::connect(path)?),
+        };
+        conn.set_read_timeout(Some(READ_TIMEOUT))?;
+        match &conn {
+            Conn::Tcp(s) => s.set_write_timeout(Some(READ_TIMEOUT))?,
+            Conn::Unix(s) => s.set_write_timeout(Some(READ_TIMEOUT))?,
+        }
+        Ok(conn)
+    }
+
+    /// Bounds each read.
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            Conn::Tcp(s) => s.set_read_timeout(timeout),
+            Conn::Unix(s) => s.set_read_timeout(timeout),
+        }
+    }
+
+    /// Shuts the connection down.
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        match self {
+            Conn::Tcp(s) => s.shutdown(how),
+            Conn::Unix(s) => s.shutdown(how),
+        }
+    }
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Conn::Tcp(s) => s.read(buf),
+            Conn::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Conn::Tcp(s) => s.write(buf),
+            Conn::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Conn::Tcp(s) => s.flush(),
+            Conn::Unix(s) => s.flush(),
+        }
+    }
+}
+
 /// A client for one server. Each request uses its own connection
 /// (`Connection: close`).
 #[derive(Debug, Clone)]
 pub struct Client {
-    addr: SocketAddr,
+    target: Target,
     headers: Vec<(String, String)>,
 }
 
@@ -94,8 +176,13 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
 impl Client {
     /// A client for the server at `addr`.
     pub fn new(addr: SocketAddr) -> Self {
+        Client::at(Target::Tcp(addr))
+    }
+
+    /// A client for the server at `target`.
+    pub fn at(target: Target) -> Self {
         Client {
-            addr,
+            target,
             headers: Vec::new(),
         }
     }
@@ -106,9 +193,14 @@ impl Client {
         self
     }
 
-    /// The server's address.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
+    /// Where the server listens.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// A new connection to the server, to write raw bytes on.
+    pub fn connect(&self) -> io::Result<Conn> {
+        Conn::connect(&self.target)
     }
 
     /// `GET path`.
@@ -153,15 +245,29 @@ impl Client {
         head.push_str("\r\n");
         let mut bytes = head.into_bytes();
         bytes.extend_from_slice(body.unwrap_or_default());
+        if method == "HEAD" {
+            // The answer to a HEAD announces a length but carries no body.
+            let mut wire = Wire::connect(&self.target).expect("connect to the server");
+            wire.stream.write_all(&bytes).expect("send the request");
+            let (status, headers) = wire.read_head().expect("response head");
+            // `Connection: close`: whatever comes before the end is a body it must not have.
+            while wire.fill().expect("read to the end") > 0 {}
+            return Response {
+                status,
+                headers,
+                body: std::mem::take(&mut wire.buf),
+            };
+        }
         self.exchange(&bytes)
     }
 
     /// The request line and headers (without the final empty line).
     pub fn head(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> String {
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
-            self.addr
-        );
+        let host = match &self.target {
+            Target::Tcp(addr) => addr.to_string(),
+            Target::Unix(_) => "localhost".to_owned(),
+        };
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
         for (name, value) in self
             .headers
             .iter()
@@ -179,7 +285,7 @@ impl Client {
     ///
     /// If the server cannot be reached or does not answer in time.
     pub fn exchange(&self, raw: &[u8]) -> Response {
-        let mut wire = Wire::connect(self.addr).expect("connect to the server");
+        let mut wire = Wire::connect(&self.target).expect("connect to the server");
         // A server that answers before reading the whole body (413) may close
         // early; its answer is still there to read.
         let _ = wire.stream.write_all(raw);
@@ -195,7 +301,7 @@ impl Client {
     pub fn stream(&self, path: &str, headers: &[(&str, &str)]) -> Result<EventStream, Response> {
         let mut head = self.head("GET", path, headers);
         head.push_str("Accept: text/event-stream\r\n\r\n");
-        let mut wire = Wire::connect(self.addr).expect("connect to the server");
+        let mut wire = Wire::connect(&self.target).expect("connect to the server");
         wire.stream
             .write_all(head.as_bytes())
             .expect("send the request");
@@ -223,6 +329,45 @@ impl Client {
     }
 }
 
+/// A connection on which the test writes requests piecemeal and reads the
+/// responses as they come (interim `100 Continue` ones too).
+#[derive(Debug)]
+pub struct RawExchange {
+    wire: Wire,
+}
+
+impl RawExchange {
+    /// Writes more of the request.
+    ///
+    /// # Panics
+    ///
+    /// If the server closed the connection.
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.wire
+            .stream
+            .write_all(bytes)
+            .expect("write the request");
+    }
+
+    /// The next response (interim or final).
+    pub fn response(&mut self) -> io::Result<Response> {
+        self.wire.read_response()
+    }
+}
+
+impl Client {
+    /// Opens a connection and writes `raw` on it, leaving the rest to the test.
+    ///
+    /// # Panics
+    ///
+    /// If the server cannot be reached.
+    pub fn begin(&self, raw: &[u8]) -> RawExchange {
+        let mut wire = Wire::connect(&self.target).expect("connect to the server");
+        wire.stream.write_all(raw).expect("write the request");
+        RawExchange { wire }
+    }
+}
+
 fn first_line(raw: &[u8]) -> String {
     let end = raw
         .windows(2)
@@ -233,17 +378,14 @@ fn first_line(raw: &[u8]) -> String {
 
 /// A connection and the bytes read from it but not yet parsed.
 struct Wire {
-    stream: TcpStream,
+    stream: Conn,
     buf: Vec<u8>,
     eof: bool,
 }
 
 impl Wire {
-    fn connect(addr: SocketAddr) -> io::Result<Self> {
-        let stream = TcpStream::connect_timeout(&addr, READ_TIMEOUT)?;
-        stream.set_read_timeout(Some(READ_TIMEOUT))?;
-        stream.set_write_timeout(Some(READ_TIMEOUT))?;
-        stream.set_nodelay(true)?;
+    fn connect(target: &Target) -> io::Result<Self> {
+        let stream = Conn::connect(target)?;
         Ok(Wire {
             stream,
             buf: Vec::new(),
@@ -340,6 +482,14 @@ impl Wire {
 
     fn read_response(&mut self) -> io::Result<Response> {
         let (status, headers) = self.read_head()?;
+        if (100..200).contains(&status) {
+            // An interim response (100 Continue) has no body; the final one follows.
+            return Ok(Response {
+                status,
+                headers,
+                body: Vec::new(),
+            });
+        }
         let body = self.read_body(&headers)?;
         Ok(Response {
             status,
@@ -537,8 +687,8 @@ impl EventStream {
         let _ = self.wire.stream.shutdown(Shutdown::Both);
     }
 
-    /// The raw socket, e.g. to stop reading it.
-    pub fn socket(&self) -> &TcpStream {
+    /// The raw connection, e.g. to stop reading it.
+    pub fn connection(&self) -> &Conn {
         &self.wire.stream
     }
 

@@ -3,7 +3,7 @@
 //! clean exit on SIGTERM and Ctrl-C (SIGINT). Run them all with
 //! [`daemon_suite!`](crate::daemon_suite).
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 
-use crate::client::Client;
+use crate::client::{Client, Target};
 
 /// A running `serve`, killed if the test fails before it stops it.
 pub struct Daemon {
@@ -181,4 +181,116 @@ pub fn binary_refuses_an_unusable_configuration_with_status_2(exe: &Path) {
     assert_eq!(output.status.code(), Some(2));
     let name = exe.file_name().unwrap().to_string_lossy();
     assert!(String::from_utf8_lossy(&output.stderr).starts_with(&format!("{name}: ")));
+}
+
+/// The address of a `porthole listening on unix:/path` line.
+fn unix_path(line: &str) -> Option<std::path::PathBuf> {
+    line.trim()
+        .rsplit_once("listening on unix:")
+        .map(|(_, path)| path.into())
+}
+
+/// `--listen unix:/path` (with `--listen` repeated) serves the API on a Unix
+/// socket with the `--unix-mode` permissions, replaces a stale socket file,
+/// and removes the file on exit.
+pub fn binary_listens_on_a_unix_socket_and_removes_it_on_exit(exe: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("porthole.sock");
+    // A daemon that was killed left its socket file behind.
+    drop(std::os::unix::net::UnixListener::bind(&path).expect("a stale socket"));
+    let listen = format!("unix:{}", path.display());
+    let mut child = Command::new(exe)
+        .args(["serve", "--listen", "127.0.0.1:0", "--listen", &listen])
+        .args(["--unix-mode", "600"])
+        .env_remove("PORTHOLE_LISTEN")
+        .env_remove("PORTHOLE_TOKEN")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the daemon");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
+    let mut lines = Vec::new();
+    for _ in 0..2 {
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("an address line");
+        lines.push(line);
+    }
+    let daemon = Daemon {
+        child,
+        addr: "0.0.0.0:0".parse().expect("an address"),
+    };
+    assert!(lines[0].starts_with("porthole listening on http://127.0.0.1:"));
+    assert_eq!(unix_path(&lines[1]).as_deref(), Some(path.as_path()));
+    let mode = std::fs::metadata(&path)
+        .expect("socket file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    let client = Client::at(Target::Unix(path.clone()));
+    let health = client.get("/healthz");
+    assert_eq!((health.status, &health.body[..]), (200, &b"ok\n"[..]));
+    let b = client.post("/v1/udp/bind", "{}").expect(201);
+    assert_eq!(
+        client.get("/v1/udp/status").expect(200)["bindings"][0]["id"],
+        b["id"]
+    );
+    assert!(daemon.stop_with("-TERM"), "exit status 0 on SIGTERM");
+    assert!(!path.exists(), "the socket file is removed on exit");
+}
+
+/// Socket activation: a daemon started with a listening socket at fd 3 and
+/// `LISTEN_FDS=1` for its own `LISTEN_PID` (as systemd starts it) serves that
+/// socket and opens none of its own.
+pub fn binary_serves_a_listener_handed_over_by_socket_activation(exe: &Path) {
+    use command_fds::{CommandFdExt, FdMapping};
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a listener");
+    let addr = listener.local_addr().expect("its address");
+    let mut command = Command::new("sh");
+    // `exec` keeps the shell's pid, so `$$` is the daemon's LISTEN_PID.
+    command
+        .args([
+            "-c",
+            "LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" serve",
+            &exe.to_string_lossy(),
+        ])
+        .env_remove("PORTHOLE_LISTEN")
+        .env_remove("PORTHOLE_TOKEN")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    command
+        .fd_mappings(vec![FdMapping {
+            parent_fd: listener.into(),
+            child_fd: 3,
+        }])
+        .expect("fd 3 is free");
+    let mut child = command.spawn().expect("start the daemon");
+    // The parent's copy goes with the command: only the daemon holds the socket.
+    drop(command);
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
+    let mut line = String::new();
+    stdout
+        .read_line(&mut line)
+        .expect("the daemon prints its address");
+    let daemon = Daemon { child, addr };
+    assert_eq!(line.trim(), format!("porthole listening on http://{addr}"));
+    let client = Client::new(addr);
+    assert_eq!(client.get("/healthz").status, 200);
+    client.post("/v1/udp/bind", "{}").expect(201);
+    assert!(daemon.stop_with("-TERM"), "exit status 0 on SIGTERM");
+    let mut rest = String::new();
+    stdout
+        .read_to_string(&mut rest)
+        .expect("the rest of stdout");
+    assert!(
+        !rest.contains("listening on"),
+        "no listener besides the inherited one: {rest:?}"
+    );
 }

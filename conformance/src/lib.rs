@@ -24,8 +24,58 @@ pub mod client;
 pub mod daemon;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
-pub use porthole_driver::{porthole_core, ServerConfig, Token};
+pub use client::Target;
+pub use porthole_driver::{porthole_core, Listen, ServerConfig, Token};
+
+/// Runs a [`ServerFactory`]'s servers on a Unix domain socket (in a temporary
+/// directory of their own) instead of TCP: the whole suite runs over it too.
+pub struct OverUnix<'a>(pub &'a dyn ServerFactory);
+
+impl ServerFactory for OverUnix<'_> {
+    fn start(&self, mut config: ServerConfig) -> Box<dyn TestServer> {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("porthole.sock");
+        config.listen = vec![Listen::Unix {
+            path: path.clone(),
+            mode: 0o600,
+        }];
+        let inner = self.0.start(config);
+        Box::new(UnixServer {
+            inner: Some(inner),
+            path,
+            _dir: dir,
+        })
+    }
+}
+
+/// A server of [`OverUnix`]; its directory goes once it is shut down.
+struct UnixServer {
+    inner: Option<Box<dyn TestServer>>,
+    path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer for UnixServer {
+    fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([0, 0, 0, 0], 0))
+    }
+
+    fn target(&self) -> Target {
+        Target::Unix(self.path.clone())
+    }
+
+    fn shutdown(mut self: Box<Self>) {
+        if let Some(inner) = self.inner.take() {
+            inner.shutdown();
+        }
+        assert!(
+            !self.path.exists(),
+            "the socket file is removed at shutdown"
+        );
+    }
+}
 
 /// Starts a server on one runtime. The suite calls it once per case, from the
 /// test's thread; the server must run on threads of its own.
@@ -39,6 +89,11 @@ pub trait ServerFactory: Sync {
 pub trait TestServer: Send {
     /// The address it listens on.
     fn addr(&self) -> SocketAddr;
+
+    /// Where clients reach it: its TCP address unless it listens elsewhere.
+    fn target(&self) -> Target {
+        Target::Tcp(self.addr())
+    }
 
     /// Shuts it down (`Server::shutdown`) and returns once that completed.
     fn shutdown(self: Box<Self>);
@@ -84,6 +139,10 @@ macro_rules! conformance_suite {
             paths_with_extra_segments_are_404,
             address_family_mismatches_are_400,
             memory_held_stays_within_the_cap,
+            healthz_answers_without_a_token_while_v1_requires_one,
+            head_answers_every_get_route_without_a_body,
+            readyz_is_503_while_the_server_drains,
+            metrics_follow_datagrams_received_dropped_and_sent,
         ]);
     };
     (@cases $factory:expr, [$($case:ident),* $(,)?]) => {
@@ -93,6 +152,17 @@ macro_rules! conformance_suite {
                 $crate::cases::$case(&$factory);
             }
         )*
+
+        /// The same cases, with the server on a Unix domain socket.
+        mod over_unix {
+            use super::*;
+            $(
+                #[test]
+                fn $case() {
+                    $crate::cases::$case(&$crate::OverUnix(&$factory));
+                }
+            )*
+        }
     };
 }
 
@@ -107,6 +177,8 @@ macro_rules! daemon_suite {
             binary_reads_its_flags_from_the_environment_and_exits_cleanly_on_ctrl_c,
             binary_refuses_bad_flags_with_usage_errors,
             binary_refuses_an_unusable_configuration_with_status_2,
+            binary_listens_on_a_unix_socket_and_removes_it_on_exit,
+            binary_serves_a_listener_handed_over_by_socket_activation,
         ]);
     };
     (@cases $exe:expr, [$($case:ident),* $(,)?]) => {

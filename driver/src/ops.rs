@@ -142,7 +142,7 @@ async fn metrics(api: &Api, headers: &hyper::HeaderMap) -> Response<ApiBody> {
     }
 }
 
-/// `HEAD /v1/udp/recv/{id}`: the stream's headers if the binding exists,
+/// `HEAD /v1/udp/recv/:id`: the stream's headers if the binding exists,
 /// without subscribing (a subscriber would take the datagrams waiting in the
 /// ring as delivered).
 pub(crate) async fn head_recv(api: &Api, id: &str) -> Response<ApiBody> {
@@ -216,7 +216,9 @@ fn method_name(method: &Method) -> &'static str {
     }
 }
 
-/// The route template of `path` (`/v1/udp/send/{id}`), or `unmatched`.
+/// The route template of `path` (`/v1/udp/send/:id`), or `unmatched`. The id
+/// is written `:id`, not `{id}`: simple parsers of the text format end a
+/// label set at the first `}`.
 pub(crate) fn template(path: &str) -> &'static str {
     match path {
         "/healthz" => return "/healthz",
@@ -233,12 +235,12 @@ pub(crate) fn template(path: &str) -> &'static str {
     let parts: Vec<&str> = rest.splitn(4, '/').collect();
     match parts.as_slice() {
         [_, ""] | [_, "", ..] => "unmatched",
-        ["bind", _] => "/v1/udp/bind/{id}",
-        ["recv", _] => "/v1/udp/recv/{id}",
-        ["recv", _, "ticket"] => "/v1/udp/recv/{id}/ticket",
-        ["send", _] => "/v1/udp/send/{id}",
-        ["heartbeat", _] => "/v1/udp/heartbeat/{id}",
-        ["ws", _] => "/v1/udp/ws/{id}",
+        ["bind", _] => "/v1/udp/bind/:id",
+        ["recv", _] => "/v1/udp/recv/:id",
+        ["recv", _, "ticket"] => "/v1/udp/recv/:id/ticket",
+        ["send", _] => "/v1/udp/send/:id",
+        ["heartbeat", _] => "/v1/udp/heartbeat/:id",
+        ["ws", _] => "/v1/udp/ws/:id",
         _ => "unmatched",
     }
 }
@@ -280,12 +282,12 @@ mod tests {
         for (path, expected) in [
             ("/healthz", "/healthz"),
             ("/v1/udp/bind", "/v1/udp/bind"),
-            ("/v1/udp/bind/abc", "/v1/udp/bind/{id}"),
-            ("/v1/udp/recv/abc", "/v1/udp/recv/{id}"),
-            ("/v1/udp/recv/abc/ticket", "/v1/udp/recv/{id}/ticket"),
-            ("/v1/udp/send/abc", "/v1/udp/send/{id}"),
-            ("/v1/udp/heartbeat/abc", "/v1/udp/heartbeat/{id}"),
-            ("/v1/udp/ws/abc", "/v1/udp/ws/{id}"),
+            ("/v1/udp/bind/abc", "/v1/udp/bind/:id"),
+            ("/v1/udp/recv/abc", "/v1/udp/recv/:id"),
+            ("/v1/udp/recv/abc/ticket", "/v1/udp/recv/:id/ticket"),
+            ("/v1/udp/send/abc", "/v1/udp/send/:id"),
+            ("/v1/udp/heartbeat/abc", "/v1/udp/heartbeat/:id"),
+            ("/v1/udp/ws/abc", "/v1/udp/ws/:id"),
             ("/v1/udp/bind/", "unmatched"),
             ("/v1/udp/recv/a/b", "unmatched"),
             ("/v1/udp/secret-token-in-path", "unmatched"),
