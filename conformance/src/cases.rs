@@ -973,7 +973,6 @@ pub fn head_answers_every_get_route_without_a_body(factory: &dyn ServerFactory) 
         "/healthz",
         "/readyz",
         "/metrics",
-        "/openapi.json",
         "/v1/udp/status",
         recv.as_str(),
     ] {

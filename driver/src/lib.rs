@@ -25,7 +25,6 @@ mod edge;
 mod listener;
 mod log;
 mod metrics;
-mod openapi;
 mod ops;
 mod porthole;
 mod runtime;

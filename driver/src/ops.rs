@@ -1,5 +1,5 @@
 //! The operational side of the HTTP front end, outside `/v1`: `/healthz`,
-//! `/readyz`, `/metrics`, `/openapi.json`; `HEAD` for every `GET` route; and
+//! `/readyz`, `/metrics`; `HEAD` for every `GET` route; and
 //! the per-request metrics and log line.
 //!
 //! [`Api::handle`] wraps everything in [`Observed`] and [`head_as_get`], and
@@ -50,7 +50,6 @@ enum Operational {
     Healthz,
     Readyz,
     Metrics,
-    OpenApi,
 }
 
 impl Operational {
@@ -59,7 +58,6 @@ impl Operational {
             "/healthz" => Some(Operational::Healthz),
             "/readyz" => Some(Operational::Readyz),
             "/metrics" => Some(Operational::Metrics),
-            "/openapi.json" => Some(Operational::OpenApi),
             _ => None,
         }
     }
@@ -98,14 +96,6 @@ pub(crate) async fn answer(api: &Api, request: &Parts) -> Option<Response<ApiBod
             }
         }
         Operational::Metrics => metrics(api, &request.headers).await,
-        Operational::OpenApi => {
-            let mut response = Response::new(ApiBody::full(crate::openapi::document().to_vec()));
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            response
-        }
     })
 }
 
@@ -224,7 +214,6 @@ pub(crate) fn template(path: &str) -> &'static str {
         "/healthz" => return "/healthz",
         "/readyz" => return "/readyz",
         "/metrics" => return "/metrics",
-        "/openapi.json" => return "/openapi.json",
         "/v1/udp/bind" => return "/v1/udp/bind",
         "/v1/udp/status" => return "/v1/udp/status",
         _ => {}
