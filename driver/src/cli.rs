@@ -420,9 +420,8 @@ fn inherited_listeners() -> std::io::Result<Vec<InheritedListener>> {
             listeners.push(InheritedListener::Tcp(tcp));
             continue;
         }
-        match fds.take_unix_listener(index)? {
-            Some(unix) => listeners.push(InheritedListener::Unix(unix)),
-            None => {}
+        if let Some(unix) = fds.take_unix_listener(index)? {
+            listeners.push(InheritedListener::Unix(unix));
         }
     }
     Ok(listeners)
