@@ -71,12 +71,12 @@ fn wait_for_stdin_to_close() {
 
 fn porthole_config() -> porthole_tokio::ServerConfig {
     porthole_tokio::ServerConfig {
-        listen: listen_addr(),
-        token: None,
+        listen: vec![listen_addr().into()],
         engine: porthole_tokio::porthole_core::Config {
             max_bindings: MAX_BINDINGS,
             ..Default::default()
         },
+        ..Default::default()
     }
 }
 
