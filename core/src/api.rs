@@ -22,6 +22,13 @@ use crate::error::{ApiError, ErrorCode};
 use crate::id::{BindingId, Seq};
 use crate::ticket::Ticket;
 
+mod batch;
+pub mod ws;
+
+pub use batch::{
+    decode_send_body, encode_batch_results, BatchEntryError, SendBody, MAX_BATCH_DATAGRAMS,
+};
+
 /// Route prefix of the API.
 pub const PREFIX: &str = "/v1/udp";
 
@@ -75,6 +82,14 @@ pub enum RequestError {
     /// No such route.
     #[error("no route for {0}")]
     RouteNotFound(String),
+    /// A batch send carries more datagrams than allowed.
+    #[error("a batch of {count} datagrams exceeds the maximum of {max}")]
+    TooManyDatagrams {
+        /// Datagrams in the batch.
+        count: usize,
+        /// The maximum.
+        max: usize,
+    },
     /// The route does not take this method.
     #[error("method {method} not allowed here (allowed: {allowed})")]
     MethodNotAllowed {
@@ -99,6 +114,7 @@ impl ApiError for RequestError {
             RequestError::HostNotAllowed(_) => ErrorCode::HostNotAllowed,
             RequestError::RouteNotFound(_) => ErrorCode::RouteNotFound,
             RequestError::MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,
+            RequestError::TooManyDatagrams { .. } => ErrorCode::TooManyDatagrams,
         }
     }
 }
@@ -176,10 +192,15 @@ struct SendRequest {
 pub fn decode_send(body: &[u8]) -> Result<(SocketAddr, Bytes), RequestError> {
     let req: SendRequest = serde_json::from_slice(body).map_err(json_error)?;
     let dest = parse_destination(&req.dest)?;
-    let payload = LENIENT
-        .decode(req.payload.as_bytes())
-        .map_err(|e| RequestError::InvalidBase64(e.to_string()))?;
-    Ok((dest, Bytes::from(payload)))
+    Ok((dest, decode_payload(&req.payload)?))
+}
+
+/// A base64 payload, padded or not.
+fn decode_payload(payload: &str) -> Result<Bytes, RequestError> {
+    LENIENT
+        .decode(payload.as_bytes())
+        .map(Bytes::from)
+        .map_err(|e| RequestError::InvalidBase64(e.to_string()))
 }
 
 /// A destination `ip:port` (`[v6]:port` for IPv6).
@@ -287,7 +308,7 @@ pub struct JsonResponse {
 }
 
 impl JsonResponse {
-    fn ok<T: Serialize>(status: u16, value: &T) -> Self {
+    pub(crate) fn ok<T: Serialize>(status: u16, value: &T) -> Self {
         match serde_json::to_vec(value) {
             Ok(body) => JsonResponse { status, body },
             // Only a non-string map key or a failing Serialize impl can fail; ours have neither.

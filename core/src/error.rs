@@ -52,6 +52,8 @@ pub enum ErrorCode {
     BodyTooLarge,
     /// 413: the datagram payload is larger than UDP allows (or the configured maximum).
     PayloadTooLarge,
+    /// 413: a batch send carries more datagrams than allowed.
+    TooManyDatagrams,
     /// 429: the server holds its maximum number of bindings.
     TooManyBindings,
     /// 429: the binding has its maximum number of subscribers.
@@ -70,7 +72,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 27] = [
+    pub const ALL: [ErrorCode; 28] = [
         ErrorCode::InvalidJson,
         ErrorCode::InvalidBase64,
         ErrorCode::InvalidAddress,
@@ -91,6 +93,7 @@ impl ErrorCode {
         ErrorCode::DuplicateRequest,
         ErrorCode::BodyTooLarge,
         ErrorCode::PayloadTooLarge,
+        ErrorCode::TooManyDatagrams,
         ErrorCode::TooManyBindings,
         ErrorCode::TooManySubscribers,
         ErrorCode::TooManyTickets,
@@ -123,6 +126,7 @@ impl ErrorCode {
             ErrorCode::DuplicateRequest => ("duplicate_request", 409),
             ErrorCode::BodyTooLarge => ("body_too_large", 413),
             ErrorCode::PayloadTooLarge => ("payload_too_large", 413),
+            ErrorCode::TooManyDatagrams => ("too_many_datagrams", 413),
             ErrorCode::TooManyBindings => ("too_many_bindings", 429),
             ErrorCode::TooManySubscribers => ("too_many_subscribers", 429),
             ErrorCode::TooManyTickets => ("too_many_tickets", 429),

@@ -1,0 +1,231 @@
+//! Batch send: `POST /v1/udp/send/{id}` with `{"datagrams": [{dest, payload}, …]}`,
+//! answered with one result per datagram, in order.
+//!
+//! The body is told apart from koi-udp's single form (`{dest, payload}`) by
+//! its `datagrams` field, in the same parse, so the single form costs nothing more.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::{decode_payload, json_error, parse_destination, JsonResponse, RequestError};
+use crate::error::{ApiError, ErrorCode, SendError};
+
+/// Most datagrams one batch may carry; more are refused whole with
+/// `413 too_many_datagrams` (the body limit, `--max-body`, applies too).
+pub const MAX_BATCH_DATAGRAMS: usize = 1024;
+
+/// A decoded `POST /v1/udp/send/{id}` body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendBody {
+    /// koi-udp's form: one datagram, answered `{"sent": n}` or an error status.
+    One {
+        /// Where to.
+        dest: SocketAddr,
+        /// What.
+        payload: Bytes,
+    },
+    /// A batch, in order. An entry that does not decode keeps its place with
+    /// its error, so the results line up with the request.
+    Batch(Vec<Result<(SocketAddr, Bytes), RequestError>>),
+}
+
+#[derive(Deserialize)]
+struct SendOrBatch {
+    #[serde(default)]
+    dest: Option<String>,
+    #[serde(default)]
+    payload: Option<String>,
+    #[serde(default)]
+    datagrams: Option<Vec<Entry>>,
+}
+
+#[derive(Deserialize)]
+struct Entry {
+    #[serde(default)]
+    dest: Option<String>,
+    #[serde(default)]
+    payload: Option<String>,
+}
+
+fn missing(field: &str) -> RequestError {
+    RequestError::InvalidJson(format!("missing field `{field}`"))
+}
+
+fn decode_one(
+    dest: Option<&str>,
+    payload: Option<&str>,
+) -> Result<(SocketAddr, Bytes), RequestError> {
+    let dest = parse_destination(dest.ok_or_else(|| missing("dest"))?)?;
+    let payload = decode_payload(payload.ok_or_else(|| missing("payload"))?)?;
+    Ok((dest, payload))
+}
+
+/// Decodes a send body: koi-udp's `{dest, payload}` or a batch
+/// `{"datagrams": [{dest, payload}, …]}` of at most [`MAX_BATCH_DATAGRAMS`].
+pub fn decode_send_body(body: &[u8]) -> Result<SendBody, RequestError> {
+    let req: SendOrBatch = serde_json::from_slice(body).map_err(json_error)?;
+    match req.datagrams {
+        None => {
+            let (dest, payload) = decode_one(req.dest.as_deref(), req.payload.as_deref())?;
+            Ok(SendBody::One { dest, payload })
+        }
+        Some(_) if req.dest.is_some() || req.payload.is_some() => Err(RequestError::InvalidJson(
+            "a send body has either `dest` and `payload` or `datagrams`, not both".to_owned(),
+        )),
+        Some(entries) if entries.len() > MAX_BATCH_DATAGRAMS => {
+            Err(RequestError::TooManyDatagrams {
+                count: entries.len(),
+                max: MAX_BATCH_DATAGRAMS,
+            })
+        }
+        Some(entries) => Ok(SendBody::Batch(
+            entries
+                .iter()
+                .map(|e| decode_one(e.dest.as_deref(), e.payload.as_deref()))
+                .collect(),
+        )),
+    }
+}
+
+/// Why one datagram of a batch was not sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchEntryError {
+    /// The entry did not decode.
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    /// The engine (policy, limits) or the socket refused it.
+    #[error(transparent)]
+    Send(#[from] SendError),
+}
+
+impl ApiError for BatchEntryError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            BatchEntryError::Request(e) => e.code(),
+            BatchEntryError::Send(e) => e.code(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ResultBody {
+    Sent {
+        sent: usize,
+    },
+    Failed {
+        error: &'static str,
+        message: String,
+    },
+}
+
+/// `200 {"results": [{"sent": n} | {"error": code, "message": text}, …]}`,
+/// one result per datagram, in the request's order.
+pub fn encode_batch_results(results: &[Result<usize, BatchEntryError>]) -> JsonResponse {
+    let results: Vec<ResultBody> = results
+        .iter()
+        .map(|r| match r {
+            Ok(sent) => ResultBody::Sent { sent: *sent },
+            Err(e) => ResultBody::Failed {
+                error: e.code().as_str(),
+                message: e.to_string(),
+            },
+        })
+        .collect();
+    JsonResponse::ok(200, &serde_json::json!({ "results": results }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_koi_form_is_one_datagram() {
+        assert_eq!(
+            decode_send_body(br#"{"dest":"127.0.0.1:9","payload":"aGk="}"#),
+            Ok(SendBody::One {
+                dest: "127.0.0.1:9".parse().unwrap(),
+                payload: Bytes::from_static(b"hi"),
+            })
+        );
+        assert_eq!(
+            decode_send_body(br#"{"dest":"127.0.0.1:9"}"#),
+            Err(RequestError::InvalidJson("missing field `payload`".into()))
+        );
+        assert!(matches!(
+            decode_send_body(br#"{"dest":"x","payload":""}"#),
+            Err(RequestError::InvalidAddress(_))
+        ));
+    }
+
+    #[test]
+    fn a_batch_keeps_bad_entries_in_place() {
+        let body = br#"{"datagrams":[
+            {"dest":"127.0.0.1:9","payload":"aGk="},
+            {"dest":"nowhere","payload":""},
+            {"dest":"[::1]:9","payload":"!!"},
+            {"payload":""},
+            {"dest":"[::1]:10","payload":""}]}"#;
+        let Ok(SendBody::Batch(entries)) = decode_send_body(body) else {
+            panic!("not a batch");
+        };
+        assert_eq!(entries.len(), 5);
+        assert_eq!(
+            entries[0],
+            Ok(("127.0.0.1:9".parse().unwrap(), Bytes::from_static(b"hi")))
+        );
+        assert!(matches!(entries[1], Err(RequestError::InvalidAddress(_))));
+        assert!(matches!(entries[2], Err(RequestError::InvalidBase64(_))));
+        assert_eq!(entries[3], Err(missing("dest")));
+        assert_eq!(entries[4], Ok(("[::1]:10".parse().unwrap(), Bytes::new())));
+        assert_eq!(
+            decode_send_body(br#"{"datagrams":[]}"#),
+            Ok(SendBody::Batch(vec![]))
+        );
+    }
+
+    #[test]
+    fn batches_are_bounded_and_unambiguous() {
+        let entry = r#"{"dest":"127.0.0.1:9","payload":""}"#;
+        let body = |n: usize| format!(r#"{{"datagrams":[{}]}}"#, vec![entry; n].join(","));
+        assert!(matches!(
+            decode_send_body(body(MAX_BATCH_DATAGRAMS).as_bytes()),
+            Ok(SendBody::Batch(v)) if v.len() == MAX_BATCH_DATAGRAMS
+        ));
+        let too_many = decode_send_body(body(MAX_BATCH_DATAGRAMS + 1).as_bytes()).unwrap_err();
+        assert_eq!(JsonResponse::from_error(&too_many).status, 413);
+        assert_eq!(too_many.code(), ErrorCode::TooManyDatagrams);
+        assert!(matches!(
+            decode_send_body(br#"{"dest":"127.0.0.1:9","payload":"","datagrams":[]}"#),
+            Err(RequestError::InvalidJson(_))
+        ));
+        assert!(matches!(
+            decode_send_body(br#"{"datagrams":[5]}"#),
+            Err(RequestError::InvalidJson(_))
+        ));
+    }
+
+    #[test]
+    fn results_line_up_with_the_datagrams() {
+        let r = encode_batch_results(&[
+            Ok(2),
+            Err(BatchEntryError::Send(SendError::Denied(
+                "10.0.0.1:9".parse().unwrap(),
+            ))),
+            Err(BatchEntryError::Request(RequestError::InvalidBase64(
+                "x".into(),
+            ))),
+        ]);
+        assert_eq!(r.status, 200);
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["results"][0], serde_json::json!({"sent": 2}));
+        assert_eq!(v["results"][1]["error"], "destination_denied");
+        assert!(v["results"][1]["message"]
+            .as_str()
+            .unwrap()
+            .contains("10.0.0.1:9"));
+        assert_eq!(v["results"][2]["error"], "invalid_base64");
+    }
+}
