@@ -13,7 +13,9 @@ use serde_json::Value;
 use crate::client::{Client, EventStream, Sse, SseEvent, Target, READ_TIMEOUT};
 use crate::{ServerConfig, ServerFactory, TestServer, Token};
 
+mod channel;
 mod web;
+pub use channel::*;
 pub use web::*;
 
 /// A server for one case, shut down when dropped.

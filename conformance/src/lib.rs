@@ -143,6 +143,14 @@ macro_rules! conformance_suite {
             head_answers_every_get_route_without_a_body,
             readyz_is_503_while_the_server_drains,
             metrics_follow_datagrams_received_dropped_and_sent,
+            ws_channel_carries_datagrams_both_ways,
+            ws_channel_resumes_after_the_last_event_id,
+            stalled_ws_channel_gets_lagged,
+            refused_ws_sends_are_reported_as_send_error,
+            malformed_ws_messages_close_with_1007,
+            ws_channel_closes_on_unbind_expiry_and_shutdown,
+            ws_channel_is_guarded_like_the_stream,
+            batch_send_answers_one_result_per_datagram,
         ]);
     };
     (@cases $factory:expr, [$($case:ident),* $(,)?]) => {

@@ -9,20 +9,24 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use async_channel::Sender;
+use async_channel::{Receiver, Sender};
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Body;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use porthole_core::api::{self as codec, JsonResponse, RequestError};
-use porthole_core::{Command, ErrorCode, Reply, RequestId, SubscribeParams};
+use porthole_core::api::{self as codec, BatchEntryError, JsonResponse, RequestError, SendBody};
+use porthole_core::{
+    BindingId, Command, ErrorCode, Reply, RequestId, SubscribeParams, SubscriberId,
+};
 
 use crate::body::{ApiBody, EventStream};
 use crate::config::HttpConfig;
-use crate::driver::Input;
+use crate::driver::{Input, StreamItem};
 use crate::edge;
 use crate::runtime::Runtime;
+use crate::server::ConnectionCount;
+use crate::ws;
 
 /// The Porthole HTTP API as a handler: give it requests, it answers them.
 ///
@@ -40,6 +44,8 @@ struct Shared {
     next_request: AtomicU64,
     http: HttpConfig,
     ops: crate::ops::Ops,
+    /// Open WebSocket channels, which outlive their HTTP connection.
+    channels: Arc<ConnectionCount>,
 }
 
 impl std::fmt::Debug for Api {
@@ -63,6 +69,7 @@ enum Route<'a> {
     Bind,
     Unbind(&'a str),
     Recv(&'a str),
+    Ws(&'a str),
     Ticket(&'a str),
     Send(&'a str),
     Heartbeat(&'a str),
@@ -79,6 +86,7 @@ impl<'a> Route<'a> {
             (Some("bind"), Some(id), None) => Route::Unbind(id),
             (Some("recv"), Some(id), None) => Route::Recv(id),
             (Some("recv"), Some(id), Some("ticket")) => Route::Ticket(id),
+            (Some("ws"), Some(id), None) => Route::Ws(id),
             (Some("send"), Some(id), None) => Route::Send(id),
             (Some("heartbeat"), Some(id), None) => Route::Heartbeat(id),
             _ => return None,
@@ -93,6 +101,7 @@ impl<'a> Route<'a> {
             Route::Bind | Route::Status => None,
             Route::Unbind(id)
             | Route::Recv(id)
+            | Route::Ws(id)
             | Route::Ticket(id)
             | Route::Send(id)
             | Route::Heartbeat(id) => Some(id),
@@ -104,7 +113,7 @@ impl<'a> Route<'a> {
         match self {
             Route::Bind | Route::Send(_) | Route::Ticket(_) => "POST",
             Route::Unbind(_) => "DELETE",
-            Route::Recv(_) | Route::Status => "GET",
+            Route::Recv(_) | Route::Ws(_) | Route::Status => "GET",
             Route::Heartbeat(_) => "PUT, POST",
         }
     }
@@ -113,7 +122,7 @@ impl<'a> Route<'a> {
         match self {
             Route::Bind | Route::Send(_) | Route::Ticket(_) => method == Method::POST,
             Route::Unbind(_) => method == Method::DELETE,
-            Route::Recv(_) | Route::Status => method == Method::GET,
+            Route::Recv(_) | Route::Ws(_) | Route::Status => method == Method::GET,
             Route::Heartbeat(_) => method == Method::PUT || method == Method::POST,
         }
     }
@@ -121,7 +130,7 @@ impl<'a> Route<'a> {
     /// Whether a stream ticket may stand in for the token: the routes a
     /// browser opens without being able to set headers.
     fn takes_ticket(self) -> bool {
-        matches!(self, Route::Recv(_))
+        matches!(self, Route::Recv(_) | Route::Ws(_))
     }
 }
 
@@ -134,6 +143,7 @@ impl Api {
                 next_request: AtomicU64::new(1),
                 http,
                 ops: crate::ops::Ops::default(),
+                channels: Arc::default(),
             }),
         }
     }
@@ -177,7 +187,7 @@ impl Api {
         B: Body,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
         let http = &self.shared.http;
         if let Some(host) = parts.headers.get(header::HOST) {
             if !edge::host_allowed(host.as_bytes(), &http.allowed_hosts) {
@@ -205,7 +215,7 @@ impl Api {
         } else if let Some(response) = crate::ops::answer(self, &parts).await {
             response
         } else {
-            self.route(&parts, body).await
+            self.route(&mut parts, body).await
         };
         let headers = response.headers_mut();
         // Answers differ by Origin (CORS headers or 403): caches must know.
@@ -217,12 +227,15 @@ impl Api {
     }
 
     /// Authenticates and routes a request that passed the web boundary.
-    async fn route<B>(&self, parts: &hyper::http::request::Parts, body: B) -> Response<ApiBody>
+    async fn route<B>(&self, parts: &mut hyper::http::request::Parts, body: B) -> Response<ApiBody>
     where
         B: Body,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
-        let path = parts.uri.path();
+        // The route borrows the path while the WebSocket route takes the
+        // upgrade out of `parts`; a `Uri` clone shares its bytes.
+        let uri = parts.uri.clone();
+        let path = uri.path();
         let route = Route::parse(path);
         let guarded = path == "/v1" || path.starts_with("/v1/");
         if let (true, Some(token)) = (guarded, &self.shared.http.token) {
@@ -263,23 +276,28 @@ impl Api {
     }
 
     /// Turns a routed request into its command and answers with the reply
-    /// (a stream for `recv`). Only the routes that take a body read one.
+    /// (a stream for `recv`, a channel for `ws`). Only the routes that take a
+    /// body read one.
     async fn respond<B>(
         &self,
         route: Route<'_>,
-        parts: &hyper::http::request::Parts,
+        parts: &mut hyper::http::request::Parts,
         body: B,
     ) -> Result<Response<ApiBody>, Failure>
     where
         B: Body,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
+        if let Route::Ws(id) = route {
+            return self.ws(id, parts).await;
+        }
         let headers = &parts.headers;
         let command = match route {
             Route::Recv(id) if parts.extensions.get::<crate::ops::Head>().is_some() => {
                 return Ok(crate::ops::head_recv(self, id).await)
             }
             Route::Recv(id) => return self.recv(id, parts.uri.query(), headers).await,
+            Route::Ws(_) => unreachable!("answered above"),
             Route::Bind => {
                 Command::Bind(codec::decode_bind(&self.read_body(headers, body).await?)?)
             }
@@ -291,11 +309,13 @@ impl Api {
             },
             Route::Send(id) => {
                 let binding = codec::parse_binding_id(id)?;
-                let (dest, payload) = codec::decode_send(&self.read_body(headers, body).await?)?;
-                Command::Send {
-                    binding,
-                    dest,
-                    payload,
+                match codec::decode_send_body(&self.read_body(headers, body).await?)? {
+                    SendBody::One { dest, payload } => Command::Send {
+                        binding,
+                        dest,
+                        payload,
+                    },
+                    SendBody::Batch(entries) => return self.send_batch(binding, entries).await,
                 }
             }
             Route::Heartbeat(id) => {
@@ -317,26 +337,9 @@ impl Api {
         query: Option<&str>,
         headers: &HeaderMap,
     ) -> Result<Response<ApiBody>, Failure> {
-        let binding = codec::parse_binding_id(id)?;
-        let query = codec::parse_recv_query(query)?;
-        let resume_after = headers
-            .get("last-event-id")
-            .map(|value| codec::parse_last_event_id(value.as_bytes()))
-            .transpose()?
-            .or(query.last_event_id);
-        let params = SubscribeParams {
-            binding,
-            resume_after,
-            idle_timeout: query.idle_for,
-            ticket: query.ticket,
-        };
-        let (sink, items) = async_channel::unbounded();
-        let reply = self
-            .call_with_stream(Command::Subscribe(params), Some(sink))
-            .await?;
-        let subscriber = match reply {
-            Reply::Subscribe(Ok(subscriber)) => subscriber,
-            other => return Ok(reply_response(other)),
+        let (subscriber, items) = match self.subscribe(id, query, headers).await? {
+            Ok(subscribed) => subscribed,
+            Err(refused) => return Ok(refused),
         };
         let stream = EventStream::new(
             subscriber,
@@ -355,6 +358,119 @@ impl Api {
         // Tells reverse proxies (nginx) not to buffer the stream.
         headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
         Ok(response)
+    }
+
+    /// `GET /v1/udp/ws/{id}`: a WebSocket upgrade. The request must be an
+    /// upgrade before anything changes; the channel subscribes as a stream
+    /// does (ticket, resume, limit) and runs in a task of its own once hyper
+    /// hands the connection over after the 101.
+    async fn ws(
+        &self,
+        id: &str,
+        parts: &mut hyper::http::request::Parts,
+    ) -> Result<Response<ApiBody>, Failure> {
+        let accept = ws::accept_key(&parts.headers)?;
+        let Some(upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
+            return Err(Failure::Request(RequestError::InvalidParameter {
+                name: "WebSocket upgrade",
+                reason: "this connection cannot be upgraded".to_owned(),
+            }));
+        };
+        let binding = codec::parse_binding_id(id)?;
+        let (subscriber, items) = match self
+            .subscribe(id, parts.uri.query(), &parts.headers)
+            .await?
+        {
+            Ok(subscribed) => subscribed,
+            Err(refused) => return Ok(refused),
+        };
+        let api = self.clone();
+        let wiring = ws::Wiring {
+            runtime: Arc::clone(&self.shared.runtime),
+            control: self.shared.control.clone(),
+            submit: Box::new(move |command| api.submit(command, None)),
+            keep_alive: self.shared.http.keep_alive,
+            _open: self.shared.channels.enter(),
+        };
+        self.shared.runtime.spawn(Box::pin(ws::serve(
+            upgrade, binding, subscriber, items, wiring,
+        )));
+        let mut response = Response::new(ApiBody::full(Bytes::new()));
+        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let headers = response.headers_mut();
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+        Ok(response)
+    }
+
+    /// A batch send: every datagram that decoded becomes a send command at
+    /// once (the engine answers them in turn), and the answer lists one
+    /// result per datagram, in order.
+    async fn send_batch(
+        &self,
+        binding: BindingId,
+        entries: Vec<Result<(std::net::SocketAddr, Bytes), RequestError>>,
+    ) -> Result<Response<ApiBody>, Failure> {
+        let mut pending = Vec::with_capacity(entries.len());
+        for entry in entries {
+            pending.push(match entry {
+                Ok((dest, payload)) => Ok(self
+                    .submit(
+                        Command::Send {
+                            binding,
+                            dest,
+                            payload,
+                        },
+                        None,
+                    )
+                    .ok_or(Failure::Gone)?),
+                Err(e) => Err(BatchEntryError::from(e)),
+            });
+        }
+        let mut results = Vec::with_capacity(pending.len());
+        for entry in pending {
+            results.push(match entry {
+                Ok(answer) => match answer.recv().await.map_err(|_| Failure::Gone)? {
+                    Reply::Send(outcome) => outcome.map_err(BatchEntryError::from),
+                    other => return Ok(reply_response(other)),
+                },
+                Err(e) => Err(e),
+            });
+        }
+        Ok(json_response(codec::encode_batch_results(&results)))
+    }
+
+    /// Subscribes to binding `id` with the stream's parameters (ticket,
+    /// `Last-Event-ID` or `last_event_id`, `idle_for`): the subscriber and
+    /// where its items arrive, or the engine's refusal as a response.
+    async fn subscribe(
+        &self,
+        id: &str,
+        query: Option<&str>,
+        headers: &HeaderMap,
+    ) -> Result<Result<(SubscriberId, Receiver<StreamItem>), Response<ApiBody>>, Failure> {
+        let binding = codec::parse_binding_id(id)?;
+        let query = codec::parse_recv_query(query)?;
+        let resume_after = headers
+            .get("last-event-id")
+            .map(|value| codec::parse_last_event_id(value.as_bytes()))
+            .transpose()?
+            .or(query.last_event_id);
+        let params = SubscribeParams {
+            binding,
+            resume_after,
+            idle_timeout: query.idle_for,
+            ticket: query.ticket,
+        };
+        let (sink, items) = async_channel::unbounded();
+        let reply = self
+            .call_with_stream(Command::Subscribe(params), Some(sink))
+            .await?;
+        match reply {
+            Reply::Subscribe(Ok(subscriber)) => Ok(Ok((subscriber, items))),
+            other => Ok(Err(reply_response(other))),
+        }
     }
 
     /// Reads the whole body, refusing at once one that announces more than the
@@ -381,6 +497,11 @@ impl Api {
         }
     }
 
+    /// The open WebSocket channels.
+    pub(crate) fn channels(&self) -> &ConnectionCount {
+        &self.shared.channels
+    }
+
     /// Sends a command to the driver and waits for its reply.
     pub(crate) async fn call(&self, command: Command) -> Result<Reply, DriverGoneError> {
         self.call_with_stream(command, None)
@@ -393,6 +514,18 @@ impl Api {
         command: Command,
         stream: Option<crate::driver::StreamSink>,
     ) -> Result<Reply, Failure> {
+        let answer = self.submit(command, stream).ok_or(Failure::Gone)?;
+        answer.recv().await.map_err(|_| Failure::Gone)
+    }
+
+    /// Hands a command to the driver without waiting: where its reply will
+    /// arrive, or `None` once the driver is gone. (The control channel is
+    /// unbounded; each command is bounded by its caller waiting for the reply.)
+    fn submit(
+        &self,
+        command: Command,
+        stream: Option<crate::driver::StreamSink>,
+    ) -> Option<Receiver<Reply>> {
         let request = RequestId(self.shared.next_request.fetch_add(1, Ordering::Relaxed));
         let (reply, answer) = async_channel::bounded(1);
         let input = Input::Command {
@@ -401,12 +534,8 @@ impl Api {
             reply,
             stream,
         };
-        self.shared
-            .control
-            .send(input)
-            .await
-            .map_err(|_| Failure::Gone)?;
-        answer.recv().await.map_err(|_| Failure::Gone)
+        self.shared.control.try_send(input).ok()?;
+        Some(answer)
     }
 }
 
@@ -478,6 +607,7 @@ mod tests {
         assert_eq!(Route::parse("/v1/udp/status"), Some(Route::Status));
         assert_eq!(Route::parse("/v1/udp/bind/abc"), Some(Route::Unbind("abc")));
         assert_eq!(Route::parse("/v1/udp/recv/abc"), Some(Route::Recv("abc")));
+        assert_eq!(Route::parse("/v1/udp/ws/abc"), Some(Route::Ws("abc")));
         assert_eq!(Route::parse("/v1/udp/send/abc"), Some(Route::Send("abc")));
         assert_eq!(
             Route::parse("/v1/udp/heartbeat/abc"),
@@ -508,6 +638,10 @@ mod tests {
             "/v1/udp/recv/a/b",
             "/v1/udp/recv/a/ticket/",
             "/v1/udp/send/a/",
+            "/v1/udp/ws",
+            "/v1/udp/ws/",
+            "/v1/udp/ws/a/b",
+            "/v1/udp/ws/a/ticket",
             "/v1/udp//bind",
             "/v1/udp/%62ind",
             "/v1/udpx/bind",

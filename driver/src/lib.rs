@@ -31,6 +31,7 @@ mod runtime;
 mod server;
 mod socket;
 mod token;
+mod ws;
 
 pub use api::{Api, DriverGoneError};
 pub use body::ApiBody;

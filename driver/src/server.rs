@@ -185,7 +185,13 @@ impl Server {
         self.porthole.shutdown().await;
         self.drain.close();
         let mut grace = self.runtime.new_timer(self.runtime.now() + SHUTDOWN_GRACE);
-        or(self.connections.wait_idle(), sleep(&mut grace)).await;
+        // WebSocket channels left their hyper connection at the upgrade:
+        // they are waited for on their own.
+        let idle = async {
+            self.connections.wait_idle().await;
+            self.porthole.api().channels().wait_idle().await;
+        };
+        or(idle, sleep(&mut grace)).await;
         self.stop_accepting.close();
         let _ = self.listeners_closed.recv().await;
         drop(self.socket_files);
@@ -195,18 +201,18 @@ impl Server {
 
 /// Open connections, and a way to wait until there are none.
 #[derive(Debug, Default)]
-struct ConnectionCount {
+pub(crate) struct ConnectionCount {
     open: AtomicUsize,
     idle: Event,
 }
 
 impl ConnectionCount {
-    fn enter(self: &Arc<Self>) -> ConnectionGuard {
+    pub(crate) fn enter(self: &Arc<Self>) -> ConnectionGuard {
         self.open.fetch_add(1, Ordering::SeqCst);
         ConnectionGuard(Arc::clone(self))
     }
 
-    async fn wait_idle(&self) {
+    pub(crate) async fn wait_idle(&self) {
         loop {
             let listener = self.idle.listen();
             if self.open.load(Ordering::SeqCst) == 0 {
@@ -217,7 +223,7 @@ impl ConnectionCount {
     }
 }
 
-struct ConnectionGuard(Arc<ConnectionCount>);
+pub(crate) struct ConnectionGuard(Arc<ConnectionCount>);
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
@@ -282,7 +288,9 @@ async fn serve_connection(
     let connection = http1::Builder::new()
         .timer(HyperTimer(runtime))
         .keep_alive(!draining)
-        .serve_connection(io, api);
+        .serve_connection(io, api)
+        // The WebSocket channel takes the connection over after its 101.
+        .with_upgrades();
     futures_lite::pin!(connection);
     let finished = or(async { Some(connection.as_mut().await) }, async {
         if draining {
