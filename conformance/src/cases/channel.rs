@@ -1,7 +1,7 @@
 //! The WebSocket datagram channel (`GET /v1/udp/ws/{id}`) and batch send,
 //! through a real WebSocket client (tungstenite, blocking).
 
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use porthole_driver::porthole_core::api::ws::{decode_ws_datagram, encode_ws_send, WsDatagram};
@@ -11,7 +11,7 @@ use tungstenite::protocol::CloseFrame;
 use tungstenite::{Message, WebSocket};
 
 use super::{peer, send_body, wait_until, Binding, Running};
-use crate::client::{Response, READ_TIMEOUT};
+use crate::client::{Client, Conn, Response, Target, READ_TIMEOUT};
 use crate::{ServerFactory, Token};
 
 const TOKEN: &str = "s3cret";
@@ -28,13 +28,17 @@ enum Received {
 
 /// A blocking WebSocket channel client.
 struct Channel {
-    ws: WebSocket<TcpStream>,
+    ws: WebSocket<Conn>,
 }
 
 impl Channel {
     /// Opens `path` with extra headers; an HTTP refusal comes back as the response.
-    fn open(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Result<Channel, Response> {
-        let mut request = format!("ws://{addr}{path}")
+    fn open(client: &Client, path: &str, headers: &[(&str, &str)]) -> Result<Channel, Response> {
+        let host = match client.target() {
+            Target::Tcp(addr) => addr.to_string(),
+            Target::Unix(_) => "localhost".to_owned(),
+        };
+        let mut request = format!("ws://{host}{path}")
             .into_client_request()
             .expect("a WebSocket request");
         for (name, value) in headers {
@@ -43,9 +47,9 @@ impl Channel {
                 value.parse().expect("value"),
             );
         }
-        let tcp = TcpStream::connect(addr).expect("connect");
-        tcp.set_read_timeout(Some(READ_TIMEOUT)).expect("timeout");
-        match tungstenite::client(request, tcp) {
+        let conn = client.connect().expect("connect");
+        conn.set_read_timeout(Some(READ_TIMEOUT)).expect("timeout");
+        match tungstenite::client(request, conn) {
             Ok((ws, response)) => {
                 assert_eq!(response.status(), 101);
                 Ok(Channel { ws })
@@ -151,7 +155,7 @@ impl Running {
 
     #[track_caller]
     fn channel_with(&self, path: &str, headers: &[(&str, &str)]) -> Channel {
-        Channel::open(self.addr(), path, headers)
+        Channel::open(&self.client, path, headers)
             .unwrap_or_else(|r| panic!("GET {path}: {} {:?}", r.status, r.json()))
     }
 }
@@ -387,12 +391,12 @@ pub fn ws_channel_is_guarded_like_the_stream(factory: &dyn ServerFactory) {
     let client = server.client.clone().with_header("Authorization", &auth);
     let b = Binding::from_info(&client.post("/v1/udp/bind", "{}").expect(201));
     let path = format!("/v1/udp/ws/{}", b.id);
-    Channel::open(server.addr(), &path, &[])
+    Channel::open(&server.client, &path, &[])
         .err()
         .expect("no token, no channel")
         .assert_error(401, "unauthorized");
     let channel = server.channel_with(&path, &[("Authorization", &auth)]);
-    Channel::open(server.addr(), &path, &[("Authorization", &auth)])
+    Channel::open(&server.client, &path, &[("Authorization", &auth)])
         .err()
         .expect("one subscriber at most")
         .assert_error(429, "too_many_subscribers");
