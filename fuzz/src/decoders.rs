@@ -11,9 +11,12 @@ use std::str::FromStr;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use bytes::Bytes;
+use porthole_core::api::ws::{decode_ws_send, encode_ws_send};
 use porthole_core::api::{
-    self, decode_bind, decode_heartbeat, decode_send, parse_binding_id, parse_destination,
-    parse_last_event_id, parse_recv_query, RequestError,
+    self, decode_bind, decode_heartbeat, decode_send, decode_send_body, parse_binding_id,
+    parse_destination, parse_last_event_id, parse_recv_query, RequestError, SendBody,
+    MAX_BATCH_DATAGRAMS,
 };
 use porthole_core::policy::Network;
 use porthole_core::{ApiError, BindingId, Seq};
@@ -39,11 +42,15 @@ pub enum Decoder {
     Seq,
     /// A CIDR network (server config: allow/deny lists).
     Network,
+    /// A WebSocket channel's client message (a datagram to send).
+    WsSend,
+    /// `POST /v1/udp/send/{id}` body, single or batch.
+    SendBody,
 }
 
 impl Decoder {
     /// Every decoder, in selector order.
-    pub const ALL: [Decoder; 9] = [
+    pub const ALL: [Decoder; 11] = [
         Decoder::Bind,
         Decoder::Send,
         Decoder::Heartbeat,
@@ -53,6 +60,8 @@ impl Decoder {
         Decoder::Destination,
         Decoder::Seq,
         Decoder::Network,
+        Decoder::WsSend,
+        Decoder::SendBody,
     ];
 }
 
@@ -80,6 +89,8 @@ pub fn decode(decoder: Decoder, input: &[u8]) {
         Decoder::Destination => destination(&text),
         Decoder::Seq => seq(&text),
         Decoder::Network => network(&text),
+        Decoder::WsSend => ws_send(input),
+        Decoder::SendBody => send_body(input),
     }
 }
 
@@ -215,5 +226,41 @@ fn network(s: &str) {
     let addr = s.split_once('/').map_or(s, |(addr, _)| addr);
     if let Ok(ip) = addr.parse::<IpAddr>() {
         assert!(net.contains(ip), "{net} does not contain {ip}");
+    }
+}
+
+fn ws_send(message: &[u8]) {
+    // A refused message closes the channel (1007); an accepted one is exactly
+    // the bytes a client writes for that destination and payload.
+    if let Ok((dest, payload)) = decode_ws_send(Bytes::copy_from_slice(message)) {
+        assert_eq!(encode_ws_send(dest, &payload), message, "ws message");
+    }
+}
+
+fn send_body(body: &[u8]) {
+    match decode_send_body(body) {
+        Ok(SendBody::One { dest, payload }) => {
+            assert_eq!(decode_send(body), Ok((dest, payload)), "the koi form");
+        }
+        Ok(SendBody::Batch(entries)) => {
+            assert!(entries.len() <= MAX_BATCH_DATAGRAMS);
+            for entry in entries {
+                match entry {
+                    Ok((dest, payload)) => {
+                        let again = serde_json::json!({
+                            "datagrams": [{"dest": dest.to_string(), "payload": STANDARD.encode(&payload)}],
+                        });
+                        let decoded = decode_send_body(again.to_string().as_bytes());
+                        assert_eq!(
+                            decoded,
+                            Ok(SendBody::Batch(vec![Ok((dest, payload))])),
+                            "batch entry {again}"
+                        );
+                    }
+                    Err(e) => assert_client_error(&e),
+                }
+            }
+        }
+        Err(e) => assert_client_error(&e),
     }
 }
