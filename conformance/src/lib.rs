@@ -150,6 +150,7 @@ macro_rules! conformance_suite {
             malformed_ws_messages_close_with_1007,
             ws_channel_closes_on_unbind_expiry_and_shutdown,
             ws_channel_is_guarded_like_the_stream,
+            quiet_ws_channel_is_pinged,
             batch_send_answers_one_result_per_datagram,
         ]);
     };

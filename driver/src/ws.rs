@@ -272,11 +272,14 @@ impl Channel {
             return Step::Idle;
         }
         let mut written = 0;
+        // Whether the connection takes a message now (a ping waits otherwise).
+        let mut ready = false;
         while written < WRITE_BATCH {
+            ready = false;
             match Pin::new(&mut self.ws).poll_ready(cx) {
                 Poll::Pending => break,
                 Poll::Ready(Err(_)) => return Step::Done,
-                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Ok(())) => ready = true,
             }
             let message = if let Some(notice) = self.notices.pop_front() {
                 Message::text(notice.encode())
@@ -314,7 +317,7 @@ impl Channel {
             }
             written += 1;
         }
-        if written == 0 && self.keep_alive.as_mut().poll(cx).is_ready() {
+        if written == 0 && ready && self.keep_alive.as_mut().poll(cx).is_ready() {
             if Pin::new(&mut self.ws)
                 .start_send(Message::Ping(Default::default()))
                 .is_err()

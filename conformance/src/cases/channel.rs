@@ -380,6 +380,19 @@ pub fn ws_channel_closes_on_unbind_expiry_and_shutdown(factory: &dyn ServerFacto
     reader.join().expect("the channel closed with shutdown");
 }
 
+/// A quiet channel is pinged every keep-alive interval.
+pub fn quiet_ws_channel_is_pinged(factory: &dyn ServerFactory) {
+    let server = Running::start(factory, |c| c.http.keep_alive = Duration::from_millis(200));
+    let b = server.bind("{}");
+    let mut channel = server.channel(&b.id);
+    for _ in 0..2 {
+        match channel.ws.read() {
+            Ok(Message::Ping(_)) => {}
+            other => panic!("expected a ping, got {other:?}"),
+        }
+    }
+}
+
 /// The channel takes the token or a stream ticket, counts against the
 /// subscriber limit, and refuses a request that is not an upgrade.
 pub fn ws_channel_is_guarded_like_the_stream(factory: &dyn ServerFactory) {
