@@ -288,19 +288,15 @@ impl Api {
         B: Body,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
-        if let Route::Ws(id) = route {
-            return self.ws(id, parts).await;
-        }
-        let headers = &parts.headers;
         let command = match route {
             Route::Recv(id) if parts.extensions.get::<crate::ops::Head>().is_some() => {
                 return Ok(crate::ops::head_recv(self, id).await)
             }
-            Route::Recv(id) => return self.recv(id, parts.uri.query(), headers).await,
-            Route::Ws(_) => unreachable!("answered above"),
-            Route::Bind => {
-                Command::Bind(codec::decode_bind(&self.read_body(headers, body).await?)?)
-            }
+            Route::Recv(id) => return self.recv(id, parts.uri.query(), &parts.headers).await,
+            Route::Ws(id) => return self.ws(id, parts).await,
+            Route::Bind => Command::Bind(codec::decode_bind(
+                &self.read_body(&parts.headers, body).await?,
+            )?),
             Route::Unbind(id) => Command::Unbind {
                 binding: codec::parse_binding_id(id)?,
             },
@@ -309,7 +305,7 @@ impl Api {
             },
             Route::Send(id) => {
                 let binding = codec::parse_binding_id(id)?;
-                match codec::decode_send_body(&self.read_body(headers, body).await?)? {
+                match codec::decode_send_body(&self.read_body(&parts.headers, body).await?)? {
                     SendBody::One { dest, payload } => Command::Send {
                         binding,
                         dest,
@@ -320,7 +316,8 @@ impl Api {
             }
             Route::Heartbeat(id) => {
                 let binding = codec::parse_binding_id(id)?;
-                let lease_secs = codec::decode_heartbeat(&self.read_body(headers, body).await?)?;
+                let lease_secs =
+                    codec::decode_heartbeat(&self.read_body(&parts.headers, body).await?)?;
                 Command::Heartbeat {
                     binding,
                     lease_secs,
