@@ -39,6 +39,8 @@ pub enum Subject<'a> {
     Raw,
     /// A binding of this server, read through its event stream.
     Server(&'a ServerProcess),
+    /// A binding of this Porthole server, read through its WebSocket channel.
+    Channel(&'a ServerProcess),
 }
 
 /// A path from a UDP sender to a [`Tally`].
@@ -79,6 +81,22 @@ impl IngressPath {
                     Ok::<_, LoadError>((binding, subscription))
                 })?;
                 let stream = rt.spawn(subscription.pump(Arc::clone(&tally)));
+                Ok(IngressPath {
+                    target: binding.local_addr,
+                    tally,
+                    raw: None,
+                    stream: Some(stream),
+                    binding: Some((addr, binding.id)),
+                })
+            }
+            Subject::Channel(server) => {
+                let addr = server.addr();
+                let (binding, ws) = rt.block_on(async {
+                    let binding = HttpClient::connect(addr).await?.bind(LEASE_SECS).await?;
+                    let ws = crate::channel::open(addr, &binding.id, "").await?;
+                    Ok::<_, LoadError>((binding, ws))
+                })?;
+                let stream = rt.spawn(crate::channel::pump(ws, Arc::clone(&tally)));
                 Ok(IngressPath {
                     target: binding.local_addr,
                     tally,
@@ -442,7 +460,7 @@ impl<'a> ServerCpu<'a> {
     fn start(subject: Subject<'a>) -> Self {
         let server = match subject {
             Subject::Raw => None,
-            Subject::Server(server) => Some(server),
+            Subject::Server(server) | Subject::Channel(server) => Some(server),
         };
         ServerCpu {
             server,

@@ -13,6 +13,7 @@
 
 #![forbid(unsafe_code)]
 
+mod channel;
 mod egress;
 mod error;
 mod http;
@@ -82,6 +83,9 @@ enum Measurement {
     Expiry,
     /// Memory per idle binding.
     Memory,
+    /// The WebSocket channel both ways and batch `POST /send` (Porthole
+    /// only; its ratios use the `ingress` and `send` rows when they ran).
+    Channel,
 }
 
 fn main() -> ExitCode {
@@ -102,6 +106,9 @@ fn main() -> ExitCode {
     match run(&plan, &kinds, only) {
         Ok(results) => {
             println!("{}", results.render(&SIZES));
+            if cli.only.is_empty() || cli.only.contains(&Measurement::Channel) {
+                println!("{}", results.data_path.render(&results));
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -166,6 +173,26 @@ fn run(
     if only(Measurement::Send) {
         eprintln!("HTTP → UDP");
         results.send = each(&servers, |server| egress::send_rate(&rt, server, plan));
+    }
+    if only(Measurement::Channel) {
+        eprintln!("WebSocket channel and batch send");
+        eprintln!("  raw UDP");
+        results.data_path.raw_send = Some(keep(channel::raw_send(plan)));
+        let porthole: Vec<&ServerProcess> = servers
+            .iter()
+            .filter(|s| s.kind() != ServerKind::Koi)
+            .collect();
+        for server in porthole {
+            let kind = server.kind();
+            eprintln!("  {} (UDP → WebSocket)", kind.name());
+            let ingress = ingress::measure(&rt, Subject::Channel(server), &SIZES, None, plan);
+            results.data_path.ingress.push((kind, keep(ingress)));
+            eprintln!("  {} (WebSocket → UDP, batch POST /send)", kind.name());
+            let egress = channel::ws_egress(&rt, server, plan);
+            results.data_path.egress.push((kind, keep(egress)));
+            let batch = channel::batch_send(&rt, server, plan);
+            results.data_path.batch.push((kind, keep(batch)));
+        }
     }
     if only(Measurement::Bind) {
         eprintln!("bind + unbind");

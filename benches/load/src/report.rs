@@ -77,6 +77,8 @@ pub struct Results {
     pub expiry: PerServer<Expiry>,
     /// Memory per idle binding per server.
     pub memory: PerServer<Memory>,
+    /// The WebSocket channel and batch send (Porthole only).
+    pub data_path: crate::channel::DataPath,
 }
 
 /// Which way a row is better.
@@ -203,7 +205,7 @@ pub fn thousands(n: u64) -> String {
     out
 }
 
-fn lossless_of(r: &IngressResult, size: usize) -> Option<f64> {
+pub(crate) fn lossless_of(r: &IngressResult, size: usize) -> Option<f64> {
     r.lossless
         .iter()
         .find(|(s, _)| *s == size)
