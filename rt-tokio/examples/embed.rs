@@ -57,6 +57,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             });
             if let Err(e) = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
+                // Lets Porthole's WebSocket channel take the connection over.
+                .with_upgrades()
                 .await
             {
                 eprintln!("connection error: {e}");
