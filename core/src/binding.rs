@@ -43,6 +43,9 @@ pub struct BindingInfo {
 /// Per-binding counters. For every binding,
 /// `received == delivered + dropped_overflow + dropped_memory + pending` holds at all times:
 /// every datagram is delivered, dropped with a named reason, or still waiting.
+/// Datagrams the kernel dropped before the socket delivered them
+/// ([`dropped_kernel`](Self::dropped_kernel)) were never received, so they are
+/// outside that sum: what peers sent is `received + dropped_kernel`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BindingCounters {
     /// Datagrams received on the socket.
@@ -60,7 +63,13 @@ pub struct BindingCounters {
     pub dropped_memory: u64,
     /// Datagrams in the replay ring that no subscriber has got yet.
     pub pending: u64,
-    /// Datagrams individual subscribers missed (reported to them as `lagged`).
+    /// Datagrams the kernel dropped before the socket delivered them (its
+    /// receive buffer was full), as the kernel reports it with later
+    /// datagrams (`SO_RXQ_OVFL`). Drops after the last datagram read show up
+    /// with the next one.
+    pub dropped_kernel: u64,
+    /// Datagrams individual subscribers missed (reported to them as `lagged`),
+    /// kernel drops included: each subscriber live at the time misses those.
     pub missed: u64,
     /// Datagrams sent.
     pub sent: u64,

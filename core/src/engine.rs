@@ -27,7 +27,8 @@ use crate::wallclock::WallClock;
 
 /// Engine-wide counters. `received == delivered + dropped_overflow +
 /// dropped_memory + dropped_closed + pending` always holds; datagrams reported for a binding that
-/// is no longer live are counted in `dropped_unbound`.
+/// is no longer live are counted in `dropped_unbound`. Datagrams the kernel
+/// dropped (`dropped_kernel`) were never received and are outside that sum.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
     /// Sockets reported opened.
@@ -61,6 +62,9 @@ pub struct Counters {
     pub pending: u64,
     /// Datagrams reported for a binding that was no longer live (they raced its close).
     pub dropped_unbound: u64,
+    /// Datagrams the kernel dropped before a live binding's socket delivered
+    /// them (never received, so outside the sum above).
+    pub dropped_kernel: u64,
     /// Datagrams individual subscribers missed (reported to them as `lagged`).
     pub missed: u64,
     /// Datagrams sent.
@@ -100,6 +104,7 @@ impl Counters {
         self.dropped_overflow += c.dropped_overflow;
         self.dropped_memory += c.dropped_memory;
         self.pending += c.pending;
+        self.dropped_kernel += c.dropped_kernel;
         self.missed += c.missed;
         self.sent += c.sent;
         self.send_errors += c.send_errors;
@@ -448,6 +453,35 @@ impl Engine {
                 c.icmp_errors += 1;
             } else {
                 c.recv_errors += 1;
+            }
+        }
+    }
+
+    /// The kernel dropped `count` datagrams addressed to the binding's socket
+    /// before the socket delivered them (its receive buffer was full). The
+    /// runtime learns this from the socket (`SO_RXQ_OVFL` on Linux reports a
+    /// cumulative count with each datagram; feed the increase), and reports it
+    /// before the datagram that carried it. Counted in
+    /// [`BindingCounters::dropped_kernel`], and every subscriber's next
+    /// `lagged` notice includes them, so a client learns of every datagram it
+    /// did not get. Ignored for a binding that is no longer live.
+    pub fn handle_kernel_drops(&mut self, binding: BindingId, count: u64, now: Instant) {
+        let now = self.advance(now);
+        if count == 0 {
+            return;
+        }
+        let Some(&key) = self.by_id.get(&binding) else {
+            return;
+        };
+        let b = &mut self.bindings[key];
+        b.counters.dropped_kernel += count;
+        for i in 0..b.subscribers.len() {
+            let id = b.subscribers[i];
+            if let Some(s) = self.subscribers.get_mut(&id) {
+                s.missed = s.missed.saturating_add(count);
+                b.counters.missed += count;
+                s.last_activity = now;
+                s.pump(id, b, &mut self.actions, &mut self.buffered);
             }
         }
     }

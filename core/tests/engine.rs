@@ -1324,6 +1324,83 @@ fn subscriber_without_credit_gets_a_lagged_notice_with_the_exact_count_first() {
 }
 
 #[test]
+fn kernel_drops_are_counted_and_reported_in_each_subscribers_next_lagged_notice() {
+    let mut h = Harness::with_config(Config {
+        delivery_window: 2,
+        ..Config::default()
+    });
+    let b = h.bind_loopback(Duration::ZERO);
+    let keeping_up = h.subscribe(b.id, Duration::ZERO);
+    let stalled = h.subscribe(b.id, Duration::ZERO);
+    // The stalled subscriber uses its whole window on d1 and d2.
+    let actions = h.datagrams(b.id, 2, ms(1));
+    h.credit(keeping_up, seen(&actions, keeping_up).len() as u32, ms(3));
+
+    // The kernel dropped 5 datagrams before the socket delivered d3.
+    h.engine.handle_kernel_drops(b.id, 5, h.at(ms(4)));
+    let drops = h.drain();
+    assert_eq!(
+        seen(&drops, keeping_up),
+        vec![Seen::Lagged(5)],
+        "told at once"
+    );
+    assert!(seen(&drops, stalled).is_empty(), "no credit: nothing yet");
+    let actions = h.datagram(b.id, "d3", ms(5));
+    assert_eq!(seen(&actions, keeping_up), datagrams_seen([3]));
+
+    // Credit returns: the stalled subscriber learns of the drops before d3.
+    let actions = h.credit(stalled, 2, ms(6));
+    assert_eq!(
+        seen(&actions, stalled),
+        vec![Seen::Lagged(5), Seen::Datagram(3)]
+    );
+
+    let c = h.engine.binding(&b.id).expect("live").counters;
+    assert_eq!(c.dropped_kernel, 5);
+    assert_eq!(c.missed, 10, "each of the two subscribers missed the 5");
+    assert_eq!(c.received, 3, "kernel drops were never received");
+    assert_eq!(h.engine.counters().dropped_kernel, 5);
+    h.assert_counters_balance();
+}
+
+#[test]
+fn kernel_drops_add_up_in_one_notice_and_stay_counted_after_the_binding_closes() {
+    let mut h = Harness::with_config(Config {
+        delivery_window: 1,
+        ..Config::default()
+    });
+    let b = h.bind_loopback(Duration::ZERO);
+    let s = h.subscribe(b.id, Duration::ZERO);
+    h.datagram(b.id, "d1", ms(1));
+    h.engine.handle_kernel_drops(b.id, 2, h.at(ms(2)));
+    h.engine.handle_kernel_drops(b.id, 0, h.at(ms(2)));
+    h.engine.handle_kernel_drops(b.id, 3, h.at(ms(3)));
+    assert!(seen(&h.drain(), s).is_empty(), "out of credit");
+    let actions = h.credit(s, 1, ms(4));
+    assert_eq!(seen(&actions, s), vec![Seen::Lagged(5)]);
+
+    h.ask(Command::Unbind { binding: b.id }, ms(5));
+    // Drops reported after the close (they raced it) belong to no binding.
+    h.engine.handle_kernel_drops(b.id, 7, h.at(ms(6)));
+    assert!(h.drain().is_empty());
+    let c = h.engine.counters();
+    assert_eq!((c.dropped_kernel, c.missed), (5, 5));
+    h.assert_counters_balance();
+}
+
+#[test]
+fn kernel_drops_without_subscribers_are_counted_and_miss_nobody() {
+    let mut h = Harness::new();
+    let b = h.bind_loopback(Duration::ZERO);
+    h.engine.handle_kernel_drops(b.id, 4, h.at(ms(1)));
+    assert!(h.drain().is_empty());
+    let c = h.engine.binding(&b.id).expect("live").counters;
+    assert_eq!((c.dropped_kernel, c.missed), (4, 0));
+    let (_, status) = json(&Reply::Status(h.engine.bindings()));
+    assert_eq!(status["bindings"][0]["counters"]["dropped_kernel"], 4);
+}
+
+#[test]
 fn binding_is_backlogged_only_while_every_subscriber_is_out_of_credit() {
     let mut h = Harness::with_config(Config {
         delivery_window: 2,

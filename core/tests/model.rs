@@ -123,6 +123,11 @@ enum Transition {
         target: Target,
         len: usize,
     },
+    /// The kernel dropped datagrams for the binding's socket.
+    KernelDrops {
+        target: Target,
+        count: u64,
+    },
     Advance {
         ms: u64,
     },
@@ -146,6 +151,7 @@ struct BCounters {
     delivered: u64,
     dropped_overflow: u64,
     pending: u64,
+    dropped_kernel: u64,
     missed: u64,
     sent: u64,
     send_errors: u64,
@@ -226,6 +232,7 @@ struct MCounters {
     dropped_overflow: u64,
     dropped_closed: u64,
     dropped_unbound: u64,
+    dropped_kernel: u64,
     missed: u64,
     sent: u64,
     send_errors: u64,
@@ -638,6 +645,27 @@ impl Model {
                     }
                 }
             }
+            Transition::KernelDrops { target, count } => {
+                let Some(i) = self.live(target) else {
+                    return;
+                };
+                if count == 0 {
+                    return;
+                }
+                let b = &mut self.bindings[i];
+                b.counters.dropped_kernel += count;
+                self.counters.dropped_kernel += count;
+                let subs: Vec<usize> = b.subs.clone();
+                for s in subs {
+                    if self.subs[s].live {
+                        self.subs[s].missed += count;
+                        self.bindings[i].counters.missed += count;
+                        self.counters.missed += count;
+                        self.subs[s].last_activity_ms = now;
+                        self.pump(s);
+                    }
+                }
+            }
             Transition::Advance { ms } => self.advance(now + ms),
             Transition::Status => {
                 let request = self.request();
@@ -832,6 +860,12 @@ impl ReferenceStateMachine for Reference {
                     .boxed(),
             ),
             (
+                4,
+                (target.clone(), 0..5u64)
+                    .prop_map(|(target, count)| Transition::KernelDrops { target, count })
+                    .boxed(),
+            ),
+            (
                 42,
                 prop_oneof![16 => 1..=300u64, 3 => 300..=3000u64, 1 => 3000..=20_000u64]
                     .prop_map(|ms| Transition::Advance { ms })
@@ -913,6 +947,7 @@ impl ReferenceStateMachine for Reference {
             | Transition::Heartbeat { target, .. }
             | Transition::Subscribe { target, .. }
             | Transition::Datagram { target, .. }
+            | Transition::KernelDrops { target, .. }
             | Transition::SocketError { target, .. } => target_ok(target),
             Transition::Unsubscribe(sub)
             | Transition::Gone(sub)
@@ -1109,6 +1144,10 @@ impl Sut {
                 src: peer(),
                 payload: Bytes::from(vec![len as u8; len]),
             },
+            Transition::KernelDrops { target, count } => Input::KernelDrops {
+                binding: self.binding(target),
+                count,
+            },
             Transition::Advance { ms } => {
                 self.now += Duration::from_millis(ms);
                 Input::Timeout
@@ -1260,6 +1299,7 @@ impl StateMachineTest for EngineVsModel {
                     c.delivered,
                     c.dropped_overflow,
                     c.pending,
+                    c.dropped_kernel,
                     c.missed
                 ),
                 (
@@ -1267,6 +1307,7 @@ impl StateMachineTest for EngineVsModel {
                     m.delivered,
                     m.dropped_overflow,
                     Model::pending_of(b),
+                    m.dropped_kernel,
                     m.missed
                 ),
                 "datagram counters of {i}"
@@ -1296,6 +1337,7 @@ impl StateMachineTest for EngineVsModel {
                 c.dropped_closed,
                 c.pending,
                 c.dropped_unbound,
+                c.dropped_kernel,
                 c.missed,
                 c.sent,
                 c.send_errors,
@@ -1311,6 +1353,7 @@ impl StateMachineTest for EngineVsModel {
                 m.dropped_closed,
                 pending,
                 m.dropped_unbound,
+                m.dropped_kernel,
                 m.missed,
                 m.sent,
                 m.send_errors,

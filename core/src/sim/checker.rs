@@ -156,6 +156,15 @@ pub enum Violation {
         /// The one delivered.
         got: u64,
     },
+    /// A subscriber got a datagram, or a `lagged` notice too small, while
+    /// datagrams the kernel dropped after it subscribed were not reported to it.
+    #[error("{subscriber} was not told of {missed} datagrams the kernel dropped")]
+    KernelDropsUnreported {
+        /// The subscriber.
+        subscriber: SubscriberId,
+        /// Kernel drops it should have been told of.
+        missed: u64,
+    },
     /// A reply for a request with no command waiting for one.
     #[error("reply to {request:?}, which has no command waiting")]
     UnexpectedReply {
@@ -289,6 +298,9 @@ struct LiveSubscriber {
     next: u64,
     /// Missed datagrams reported by `lagged` since the last datagram.
     lagged: u64,
+    /// Datagrams the kernel dropped since it subscribed, not yet reported by
+    /// a `lagged` notice (which must come before its next datagram).
+    kernel_missed: u64,
     idle: bool,
 }
 
@@ -339,6 +351,7 @@ struct Tally {
     dropped_memory: u64,
     dropped_closed: u64,
     dropped_unbound: u64,
+    dropped_kernel: u64,
 }
 
 /// Checks the invariants of an [`Engine`] from the outside, step by step.
@@ -501,6 +514,17 @@ impl Checker {
                 }
                 _ => self.tally.dropped_unbound += 1,
             },
+            Input::KernelDrops { binding, count } => {
+                // A binding past its deadline is closed before the drops are looked at.
+                if let Some(b) = self.live.get(binding).filter(|b| b.deadline > now) {
+                    self.tally.dropped_kernel += count;
+                    for id in &b.subscribers {
+                        if let Some(s) = self.subscribers.get_mut(id) {
+                            s.kernel_missed = s.kernel_missed.saturating_add(*count);
+                        }
+                    }
+                }
+            }
             Input::SubscriberGone { subscriber } => {
                 if let Some(s) = self.subscribers.remove(subscriber) {
                     self.forget_subscriber(*subscriber, s.binding);
@@ -698,11 +722,20 @@ impl Checker {
             Event::Datagram(d) => d.payload.len(),
             Event::Lagged { .. } => 0,
         });
+        let unreported = Violation::KernelDropsUnreported {
+            subscriber,
+            missed: s.kernel_missed,
+        };
         let d = match event {
             Event::Lagged { missed } => {
-                s.lagged = s.lagged.saturating_add(*missed);
+                // A notice reports every kernel drop owed; the rest is a gap
+                // in the sequence numbers.
+                let gap = missed.checked_sub(s.kernel_missed).ok_or(unreported)?;
+                s.kernel_missed = 0;
+                s.lagged = s.lagged.saturating_add(gap);
                 return Ok(());
             }
+            Event::Datagram(_) if s.kernel_missed > 0 => return Err(unreported),
             Event::Datagram(d) => d,
         };
         let wrong = Violation::WrongDatagram {
@@ -958,6 +991,7 @@ impl Checker {
                         in_flight: VecDeque::new(),
                         next,
                         lagged: 0,
+                        kernel_missed: 0,
                         idle: params.idle_timeout.is_some_and(|d| !d.is_zero()),
                     },
                 );
@@ -1139,6 +1173,7 @@ impl Checker {
             ),
             ("dropped_closed", c.dropped_closed, t.dropped_closed),
             ("dropped_unbound", c.dropped_unbound, t.dropped_unbound),
+            ("dropped_kernel", c.dropped_kernel, t.dropped_kernel),
             ("pending", c.pending, pending),
         ] {
             if engine != expected {

@@ -57,6 +57,13 @@ pub enum Input {
         /// The error.
         error: TransmitError,
     },
+    /// [`Engine::handle_kernel_drops`].
+    KernelDrops {
+        /// The binding whose socket's kernel buffer overflowed.
+        binding: BindingId,
+        /// Datagrams dropped since the last report.
+        count: u64,
+    },
     /// [`Engine::handle_subscriber_gone`].
     SubscriberGone {
         /// The subscriber whose stream went away.
@@ -95,6 +102,9 @@ impl Input {
             }
             Input::SocketError { binding, error } => {
                 engine.handle_socket_error(binding, error, now)
+            }
+            Input::KernelDrops { binding, count } => {
+                engine.handle_kernel_drops(binding, count, now)
             }
             Input::SubscriberGone { subscriber } => engine.handle_subscriber_gone(subscriber, now),
             Input::Credit { subscriber, credit } => engine.handle_credit(subscriber, credit, now),
