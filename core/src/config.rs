@@ -48,6 +48,13 @@ pub struct Config {
     pub dest_deny: Vec<Network>,
     /// How long a stream ticket stays valid after it is issued. Default 30 s.
     pub ticket_lifetime: Duration,
+    /// Receive buffer (`SO_RCVBUF`) the runtime asks for on every bound
+    /// socket, in bytes: what a socket holds while its reader is behind;
+    /// beyond it the kernel drops datagrams (counted as `dropped_kernel`).
+    /// Default 2 MiB. Linux doubles the value for its bookkeeping and caps it
+    /// at `net.core.rmem_max`; 0 leaves the OS default. The engine only
+    /// carries it: it is a limit on kernel memory, not an allocation.
+    pub recv_buffer: usize,
 }
 
 impl Default for Config {
@@ -67,6 +74,7 @@ impl Default for Config {
             dest_allow: Vec::new(),
             dest_deny: Vec::new(),
             ticket_lifetime: Duration::from_secs(30),
+            recv_buffer: 2 * 1024 * 1024,
         }
     }
 }

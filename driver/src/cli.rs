@@ -109,6 +109,11 @@ pub struct ServeArgs {
     /// deliveries in flight); datagrams beyond it are dropped and counted.
     #[arg(long, env = "PORTHOLE_MAX_BUFFERED_BYTES", default_value_t = Config::default().max_buffered_bytes)]
     pub max_buffered_bytes: usize,
+    /// Receive buffer (SO_RCVBUF) asked for on every bound socket, in bytes;
+    /// datagrams beyond it are dropped by the kernel and counted
+    /// (`dropped_kernel`). 0 leaves the OS default.
+    #[arg(long, env = "PORTHOLE_RECV_BUFFER", default_value_t = Config::default().recv_buffer)]
+    pub recv_buffer: usize,
     /// Seconds a stream ticket stays valid.
     #[arg(long, env = "PORTHOLE_TICKET_LIFETIME", default_value_t = Config::default().ticket_lifetime.as_secs())]
     pub ticket_lifetime: u64,
@@ -201,6 +206,7 @@ impl ServeArgs {
             dest_allow: self.dest_allow.clone(),
             dest_deny: self.dest_deny.clone(),
             ticket_lifetime: Duration::from_secs(self.ticket_lifetime),
+            recv_buffer: self.recv_buffer,
         };
         engine.validate()?;
         let http = HttpConfig {
@@ -476,6 +482,7 @@ mod tests {
             "--dest-deny=10.0.0.0/8,192.168.0.0/16",
             "--max-buffered-bytes=5000",
             "--ticket-lifetime=9",
+            "--recv-buffer=65536",
             "--allow-origin=https://app.example.com,http://localhost:5173",
             "--allow-host=porthole.internal",
         ])
@@ -500,6 +507,7 @@ mod tests {
         assert_eq!(e.dest_deny.len(), 2);
         assert_eq!(e.max_buffered_bytes, 5000);
         assert_eq!(e.ticket_lifetime, Duration::from_secs(9));
+        assert_eq!(e.recv_buffer, 65536);
         assert!(config
             .http
             .allowed_origins

@@ -74,6 +74,16 @@ pub(crate) enum Input {
     Snapshot(Sender<crate::metrics::Snapshot>),
 }
 
+/// A transmit the engine asked for, waiting for the end of the turn to go
+/// out with the others to the same socket.
+#[derive(Debug)]
+struct Outgoing {
+    request: RequestId,
+    binding: BindingId,
+    dest: SocketAddr,
+    payload: bytes::Bytes,
+}
+
 /// A command waiting for its reply.
 #[derive(Debug)]
 struct Waiting {
@@ -102,6 +112,8 @@ pub(crate) struct Driver {
     streams: HashMap<SubscriberId, StreamSink>,
     waiting: HashMap<RequestId, Waiting>,
     log: crate::log::Lifecycle,
+    /// This turn's transmits, sent together by [`Driver::finish_turn`].
+    outbox: Vec<Outgoing>,
 }
 
 impl Driver {
@@ -125,6 +137,7 @@ impl Driver {
             streams: HashMap::new(),
             waiting: HashMap::new(),
             log: crate::log::Lifecycle::default(),
+            outbox: Vec::new(),
         }
     }
 
@@ -133,7 +146,7 @@ impl Driver {
         let mut timer: Option<Pin<Box<dyn AsyncTimer>>> = None;
         let mut armed: Option<Instant> = None;
         loop {
-            self.carry_out_actions();
+            self.finish_turn();
             // Check the clock before sleeping: a deadline that already passed
             // is handled now rather than after a round trip through the timer.
             let deadline = self.engine.poll_timeout();
@@ -210,7 +223,7 @@ impl Driver {
     /// turn. Without it a busy driver keeps its thread, as tokio polls a task
     /// until it returns pending.
     async fn yield_turn(&mut self) {
-        self.carry_out_actions();
+        self.finish_turn();
         futures_lite::future::yield_now().await;
     }
 
@@ -277,6 +290,9 @@ impl Driver {
                     self.engine
                         .handle_datagram(batch.binding, src, payload, now);
                 }
+                Received::KernelDrops(count) => {
+                    self.engine.handle_kernel_drops(batch.binding, count, now);
+                }
                 Received::Error(error) => {
                     self.engine.handle_socket_error(batch.binding, error, now);
                 }
@@ -317,11 +333,30 @@ impl Driver {
         }
     }
 
+    /// Carries out every action, sending the turn's transmits, until the
+    /// engine has none left: what the driver does before it waits or yields.
+    fn finish_turn(&mut self) {
+        loop {
+            self.carry_out_actions();
+            if self.outbox.is_empty() {
+                return;
+            }
+            self.send_outbox();
+        }
+    }
+
+    /// Carries out the engine's actions, except that transmits wait in the
+    /// outbox for the end of the turn (or for their socket's close), so that
+    /// those to one socket go out in one syscall.
     fn carry_out_actions(&mut self) {
         while let Some(action) = self.engine.poll_action() {
             match action {
                 Action::OpenSocket { binding, addr } => self.open_socket(binding, addr),
                 Action::CloseSocket { binding } => {
+                    if self.outbox.iter().any(|t| t.binding == binding) {
+                        // The engine asked for them before the close.
+                        self.send_outbox();
+                    }
                     self.log.closed(binding, &self.engine);
                     self.held.remove(&binding);
                     if let Some(slot) = self.sockets.remove(&binding) {
@@ -333,7 +368,12 @@ impl Driver {
                     binding,
                     dest,
                     payload,
-                } => self.transmit(request, binding, dest, payload),
+                } => self.outbox.push(Outgoing {
+                    request,
+                    binding,
+                    dest,
+                    payload,
+                }),
                 Action::Deliver { subscriber, event } => {
                     let delivered = self
                         .streams
@@ -381,10 +421,11 @@ impl Driver {
     }
 
     fn open_socket(&mut self, binding: BindingId, addr: SocketAddr) {
-        let opened = bind_udp(addr).and_then(|(socket, local)| {
-            let socket = self.runtime.wrap_udp_socket(socket)?;
-            Ok((socket, local))
-        });
+        let opened =
+            bind_udp(addr, self.engine.config().recv_buffer).and_then(|(socket, local)| {
+                let socket = self.runtime.wrap_udp_socket(socket)?;
+                Ok((socket, local))
+            });
         let now = self.runtime.now();
         match opened {
             Ok((socket, local)) => {
@@ -405,65 +446,98 @@ impl Driver {
         }
     }
 
-    fn transmit(
-        &mut self,
-        request: RequestId,
-        binding: BindingId,
-        dest: SocketAddr,
-        payload: bytes::Bytes,
-    ) {
-        let Some(slot) = self.sockets.get(&binding) else {
-            let now = self.runtime.now();
-            let outcome = Err(TransmitError::Other(io::ErrorKind::NotConnected));
-            return self.engine.handle_transmitted(request, outcome, now);
-        };
-        match slot.try_send_to(&payload, dest) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                // The socket's send buffer is full: finish in a task, so the
-                // driver keeps serving everyone else meanwhile.
-                let Some(control) = self.control_tx.upgrade() else {
-                    return;
-                };
-                let slot = Arc::clone(slot);
-                self.runtime.spawn(Box::pin(async move {
-                    let outcome = futures_lite::future::or(
-                        async {
-                            slot.send_to(&payload, dest)
-                                .await
-                                .map_err(|e| TransmitError::from_io(&e))
-                        },
-                        async {
-                            slot.closed().await;
-                            Err(TransmitError::Other(io::ErrorKind::NotConnected))
-                        },
-                    )
-                    .await;
-                    let _ = control.send(Input::Transmitted { request, outcome }).await;
-                }));
-            }
-            outcome => {
-                let now = self.runtime.now();
-                let outcome = outcome.map_err(|e| TransmitError::from_io(&e));
-                self.engine.handle_transmitted(request, outcome, now);
-            }
+    /// Sends the outbox: each socket's datagrams together, in the order the
+    /// engine asked for them, and reports each one's outcome on its own.
+    fn send_outbox(&mut self) {
+        let mut outbox = std::mem::take(&mut self.outbox);
+        // Stable: each socket's datagrams keep their order.
+        outbox.sort_by_key(|t| t.binding);
+        for group in outbox.chunk_by(|a, b| a.binding == b.binding) {
+            self.transmit(group);
         }
+    }
+
+    /// Sends datagrams of one binding, in order.
+    fn transmit(&mut self, group: &[Outgoing]) {
+        let Some(slot) = group.first().and_then(|t| self.sockets.get(&t.binding)) else {
+            let now = self.runtime.now();
+            for t in group {
+                let outcome = Err(TransmitError::Other(io::ErrorKind::NotConnected));
+                self.engine.handle_transmitted(t.request, outcome, now);
+            }
+            return;
+        };
+        let slot = Arc::clone(slot);
+        let batch: Vec<(SocketAddr, bytes::Bytes)> =
+            group.iter().map(|t| (t.dest, t.payload.clone())).collect();
+        let mut outcomes = Vec::with_capacity(batch.len());
+        slot.try_send_batch(&batch, &mut outcomes);
+        let done = outcomes.len();
+        let now = self.runtime.now();
+        for (t, outcome) in group.iter().zip(outcomes) {
+            let outcome = outcome.map_err(|e| TransmitError::from_io(&e));
+            self.engine.handle_transmitted(t.request, outcome, now);
+        }
+        if done == group.len() {
+            return;
+        }
+        // The socket's send buffer is full: finish in a task, so the driver
+        // keeps serving everyone else meanwhile.
+        let Some(control) = self.control_tx.upgrade() else {
+            return;
+        };
+        let rest: Vec<(RequestId, SocketAddr, bytes::Bytes)> = group[done..]
+            .iter()
+            .map(|t| (t.request, t.dest, t.payload.clone()))
+            .collect();
+        self.runtime.spawn(Box::pin(async move {
+            for (request, dest, payload) in rest {
+                let outcome = futures_lite::future::or(
+                    async {
+                        slot.send_to(&payload, dest)
+                            .await
+                            .map_err(|e| TransmitError::from_io(&e))
+                    },
+                    async {
+                        slot.closed().await;
+                        Err(TransmitError::Other(io::ErrorKind::NotConnected))
+                    },
+                )
+                .await;
+                if control
+                    .send(Input::Transmitted { request, outcome })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }));
     }
 }
 
-/// Receive buffer asked for on every bound socket; Linux doubles it and caps
-/// it at `net.core.rmem_max`. The default (~208 KiB) holds about 90 datagrams
-/// of 1,200 bytes, so a reader that a busy host delays by a millisecond or two
-/// loses datagrams at rates it otherwise keeps up with. The size is a limit,
-/// not an allocation: an idle binding costs no more.
-const RECV_BUFFER: usize = 2 * 1024 * 1024;
-
-/// Binds a non-blocking std socket.
-fn bind_udp(addr: SocketAddr) -> io::Result<(UdpSocket, SocketAddr)> {
+/// Binds a non-blocking std socket with a receive buffer of `recv_buffer`
+/// bytes (0: the OS default) and the kernel's drop count turned on.
+///
+/// Linux doubles the buffer asked for and caps it at `net.core.rmem_max`. Its
+/// default (~208 KiB) holds about 90 datagrams of 1,200 bytes, so a reader
+/// that a busy host delays by a millisecond or two loses datagrams at rates
+/// it otherwise keeps up with (hence the engine's 2 MiB default). The size is
+/// a limit, not an allocation: an idle binding costs no more.
+fn bind_udp(addr: SocketAddr, recv_buffer: usize) -> io::Result<(UdpSocket, SocketAddr)> {
     let socket = UdpSocket::bind(addr)?;
     socket.set_nonblocking(true)?;
     // Best effort: with a smaller buffer the binding works, with less slack.
-    if let Err(e) = socket2::SockRef::from(&socket).set_recv_buffer_size(RECV_BUFFER) {
-        tracing::debug!(%addr, error = %e, "cannot enlarge the receive buffer");
+    if recv_buffer > 0 {
+        if let Err(e) = socket2::SockRef::from(&socket).set_recv_buffer_size(recv_buffer) {
+            tracing::debug!(%addr, error = %e, "cannot set the receive buffer");
+        }
+    }
+    // Best effort too: without it the binding works, but what the kernel
+    // drops goes uncounted.
+    #[cfg(target_os = "linux")]
+    if let Err(e) = nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::RxqOvfl, &1) {
+        tracing::debug!(%addr, error = %e, "cannot count the kernel's drops");
     }
     let local = socket.local_addr()?;
     Ok((socket, local))
@@ -493,11 +567,16 @@ mod tests {
             .trim()
             .parse()
             .expect("a number");
-        let (socket, _) = bind_udp(SocketAddr::from(([127, 0, 0, 1], 0))).expect("bound");
+        let asked = porthole_core::Config::default().recv_buffer;
+        let (socket, _) = bind_udp(SocketAddr::from(([127, 0, 0, 1], 0)), asked).expect("bound");
         let size = socket2::SockRef::from(&socket)
             .recv_buffer_size()
             .expect("SO_RCVBUF");
         // Linux grants up to rmem_max and reports twice what it granted.
-        assert_eq!(size, 2 * RECV_BUFFER.min(rmem_max));
+        assert_eq!(size, 2 * asked.min(rmem_max));
+        let counted: i32 =
+            nix::sys::socket::getsockopt(&socket, nix::sys::socket::sockopt::RxqOvfl)
+                .expect("SO_RXQ_OVFL");
+        assert_eq!(counted, 1, "the kernel's drop count is off");
     }
 }

@@ -31,6 +31,7 @@ mod runtime;
 mod server;
 mod socket;
 mod token;
+mod udp;
 mod ws;
 
 pub use api::{Api, DriverGoneError};
@@ -42,7 +43,8 @@ pub use porthole::{Porthole, StartError};
 #[cfg(unix)]
 pub use runtime::AsyncUnixListener;
 pub use runtime::{
-    AsyncTcpListener, AsyncTimer, AsyncUdpSocket, BoxFuture, Connection, Runtime, TcpConnection,
+    AsyncTcpListener, AsyncTimer, AsyncUdpSocket, BoxFuture, Connection, Direction, Runtime,
+    SockRef, TcpConnection,
 };
 pub use server::{Server, ServerConfig, DEFAULT_LISTEN};
 pub use token::{Token, TokenError};

@@ -14,6 +14,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+pub use socket2::SockRef;
+
 /// A boxed future the runtime runs to completion on its own.
 pub type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
@@ -90,6 +92,32 @@ pub trait AsyncUdpSocket: Send + Sync + Debug {
 
     /// The address the socket is bound to.
     fn local_addr(&self) -> io::Result<SocketAddr>;
+
+    /// Runs `io`: non-blocking syscalls the driver makes on the socket itself
+    /// (batched receives and sends, `recvmmsg`/`sendmmsg` on Linux), through
+    /// a borrowed handle. When `io` fails with [`io::ErrorKind::WouldBlock`]
+    /// the runtime treats it as a `try_` method's would-block for `direction`
+    /// (tokio: `UdpSocket::try_io`, which clears the recorded readiness).
+    ///
+    /// The default reports [`io::ErrorKind::Unsupported`]: the driver then
+    /// moves one datagram per call with `try_recv_from`/`try_send_to`.
+    fn try_io(
+        &self,
+        direction: Direction,
+        io: &mut dyn FnMut(SockRef<'_>) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        let _ = (direction, io);
+        Err(io::ErrorKind::Unsupported.into())
+    }
+}
+
+/// Which readiness a [`AsyncUdpSocket::try_io`] call consumes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Receiving.
+    Recv,
+    /// Sending.
+    Send,
 }
 
 /// A TCP listener registered with a reactor.

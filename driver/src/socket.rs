@@ -1,12 +1,11 @@
 //! A binding's UDP socket: shared by the driver (sends) and its reader task
 //! (receives), closed by the driver at once when the engine says so.
 
-use std::cell::RefCell;
 use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{PoisonError, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -16,6 +15,7 @@ use event_listener::Event;
 use porthole_core::{BindingId, TransmitError};
 
 use crate::runtime::{sleep, AsyncTimer, AsyncUdpSocket, Runtime};
+use crate::udp;
 
 /// Most datagrams read in one batch before it is handed to the driver, so one
 /// busy socket cannot starve the others on the same thread.
@@ -29,9 +29,6 @@ const MAX_BATCH: usize = 64;
 /// reports what a subscriber misses as lag, as it does without a hold.
 const HOLD_LIMIT: Duration = Duration::from_millis(10);
 
-/// Room for the largest UDP payload (65,535 bytes over IPv6 without jumbograms).
-const MAX_DATAGRAM: usize = 65_536;
-
 /// What a reader got from its socket.
 #[derive(Debug)]
 pub(crate) enum Received {
@@ -42,6 +39,9 @@ pub(crate) enum Received {
         /// Its bytes.
         payload: Bytes,
     },
+    /// The kernel dropped this many datagrams (its receive buffer was full)
+    /// since it last said so; reported before the datagram that told.
+    KernelDrops(u64),
     /// A receive failed (typically an ICMP error the kernel surfaced).
     Error(TransmitError),
 }
@@ -78,6 +78,9 @@ pub(crate) struct SocketSlot {
     overrun: AtomicBool,
     /// Notified when the hold is lifted.
     released: Event,
+    /// The kernel's cumulative drop count as last reported (only the reader
+    /// reads and writes it).
+    drops_seen: AtomicU32,
 }
 
 fn closed_error() -> io::Error {
@@ -98,6 +101,7 @@ impl SocketSlot {
             held: AtomicBool::new(false),
             overrun: AtomicBool::new(false),
             released: Event::new(),
+            drops_seen: AtomicU32::new(0),
         }
     }
 
@@ -159,11 +163,21 @@ impl SocketSlot {
         let _ = self.stop_rx.recv().await;
     }
 
-    /// Sends without blocking.
-    pub(crate) fn try_send_to(&self, payload: &[u8], dest: SocketAddr) -> io::Result<usize> {
+    /// Sends `batch` in order without blocking (several datagrams per syscall
+    /// where the OS can), appending each one's outcome to `out`; stops when
+    /// the socket's buffer is full, leaving the datagrams from `out.len()` on.
+    pub(crate) fn try_send_batch(
+        &self,
+        batch: &[(SocketAddr, Bytes)],
+        out: &mut Vec<io::Result<usize>>,
+    ) {
         let guard = self.socket.read().unwrap_or_else(PoisonError::into_inner);
-        let socket = guard.as_ref().ok_or_else(closed_error)?;
-        socket.try_send_to(payload, dest)
+        let Some(socket) = guard.as_ref() else {
+            out.extend(batch.iter().map(|_| Err(closed_error())));
+            return;
+        };
+        // Would block: the caller sends the rest once the socket is writable.
+        let _ = udp::send_batch(&**socket, batch, out);
     }
 
     /// Sends once the socket is writable, waiting behind any other sender
@@ -202,58 +216,38 @@ impl SocketSlot {
         let Some(socket) = guard.as_ref() else {
             return Poll::Ready(false);
         };
-        RECV_BUFFER.with(|buffer| {
-            let mut buffer = buffer.borrow_mut();
-            'ready: while items.len() < MAX_BATCH {
-                match socket.poll_recv_ready(cx) {
-                    Poll::Pending => break,
-                    Poll::Ready(Err(e)) => {
-                        items.push(Received::Error(TransmitError::from_io(&e)));
-                        break;
-                    }
-                    Poll::Ready(Ok(())) => {}
+        let mut drops_seen = self.drops_seen.load(Ordering::Relaxed);
+        'ready: while items.len() < MAX_BATCH {
+            match socket.poll_recv_ready(cx) {
+                Poll::Pending => break,
+                Poll::Ready(Err(e)) => {
+                    items.push(Received::Error(TransmitError::from_io(&e)));
+                    break;
                 }
-                while items.len() < MAX_BATCH {
-                    match recv(&mut buffer, &**socket) {
-                        Ok(Some((src, payload))) => items.push(Received::Datagram { src, payload }),
-                        // Would block: wait for readiness again (which registers the waker).
-                        Ok(None) => continue 'ready,
-                        Err(e) => {
-                            // Typically an ICMP error from an earlier send; the
-                            // next read gets the next datagram, but hand the
-                            // batch over first so a persistent error cannot spin.
-                            items.push(Received::Error(TransmitError::from_io(&e)));
-                            break 'ready;
-                        }
+                Poll::Ready(Ok(())) => {}
+            }
+            while items.len() < MAX_BATCH {
+                let room = MAX_BATCH - items.len();
+                match udp::recv_batch(&**socket, &mut drops_seen, items, room) {
+                    Ok(()) => {}
+                    // Wait for readiness again (which registers the waker).
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue 'ready,
+                    Err(e) => {
+                        // Typically an ICMP error from an earlier send; the
+                        // next read gets the next datagram, but hand the
+                        // batch over first so a persistent error cannot spin.
+                        items.push(Received::Error(TransmitError::from_io(&e)));
+                        break 'ready;
                     }
                 }
             }
-        });
+        }
+        self.drops_seen.store(drops_seen, Ordering::Relaxed);
         if items.is_empty() {
             Poll::Pending
         } else {
             Poll::Ready(true)
         }
-    }
-}
-
-thread_local! {
-    /// The buffer the kernel writes datagrams into: one per thread rather
-    /// than per socket, so an idle binding holds no buffer.
-    static RECV_BUFFER: RefCell<Box<[u8]>> = RefCell::new(vec![0; MAX_DATAGRAM].into_boxed_slice());
-}
-
-/// Reads one datagram into `buffer` and copies it out into an allocation of
-/// its own size; `None` when the socket would block.
-///
-/// A datagram may wait in a replay ring for as long as its binding lives, so
-/// it must keep alive only its own bytes: a slice of a larger shared buffer
-/// would pin the whole buffer while the engine counts only the slice.
-fn recv(buffer: &mut [u8], socket: &dyn AsyncUdpSocket) -> io::Result<Option<(SocketAddr, Bytes)>> {
-    match socket.try_recv_from(buffer) {
-        Ok((n, src)) => Ok(Some((src, Bytes::copy_from_slice(&buffer[..n])))),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
-        Err(e) => Err(e),
     }
 }
 
@@ -332,7 +326,7 @@ pub(crate) async fn read_socket(
 mod tests {
     use std::future::Future;
     use std::pin::Pin;
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
     use std::sync::{Arc, Mutex};
     use std::task::{Wake, Waker};
 

@@ -30,7 +30,7 @@ use async_executor::Executor;
 use async_io::Async;
 use porthole_driver::{
     AsyncTcpListener, AsyncTimer, AsyncUdpSocket, AsyncUnixListener, BoxFuture, Connection,
-    TcpConnection,
+    Direction, SockRef, TcpConnection,
 };
 use smol_hyper::rt::FuturesIo;
 
@@ -146,6 +146,15 @@ impl AsyncUdpSocket for UdpSocket {
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
         self.0.get_ref().local_addr()
+    }
+
+    fn try_io(
+        &self,
+        _: Direction,
+        io: &mut dyn FnMut(SockRef<'_>) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        // async-io keeps no readiness to clear: the next poll waits for the reactor.
+        io(SockRef::from(self.0.get_ref()))
     }
 }
 

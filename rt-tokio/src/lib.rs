@@ -23,7 +23,7 @@ use std::time::Instant;
 use hyper_util::rt::TokioIo;
 use porthole_driver::{
     AsyncTcpListener, AsyncTimer, AsyncUdpSocket, AsyncUnixListener, BoxFuture, Connection,
-    TcpConnection,
+    Direction, SockRef, TcpConnection,
 };
 
 pub use porthole_driver::{
@@ -138,6 +138,18 @@ impl AsyncUdpSocket for UdpSocket {
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
         self.0.local_addr()
+    }
+
+    fn try_io(
+        &self,
+        direction: Direction,
+        io: &mut dyn FnMut(SockRef<'_>) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        let interest = match direction {
+            Direction::Recv => tokio::io::Interest::READABLE,
+            Direction::Send => tokio::io::Interest::WRITABLE,
+        };
+        self.0.try_io(interest, || io(SockRef::from(&self.0)))
     }
 }
 
