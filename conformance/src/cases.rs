@@ -14,8 +14,10 @@ use crate::client::{Client, EventStream, Sse, SseEvent, Target, READ_TIMEOUT};
 use crate::{ServerConfig, ServerFactory, TestServer, Token};
 
 mod channel;
+mod kernel;
 mod web;
 pub use channel::*;
+pub use kernel::*;
 pub use web::*;
 
 /// A server for one case, shut down when dropped.

@@ -153,6 +153,14 @@ macro_rules! conformance_suite {
             quiet_ws_channel_is_pinged,
             batch_send_answers_one_result_per_datagram,
         ]);
+        // SO_RXQ_OVFL, the kernel's drop count, is Linux's.
+        #[cfg(target_os = "linux")]
+        mod linux {
+            use super::*;
+            $crate::conformance_suite!(@cases $factory, [
+                kernel_drops_are_counted_and_reported_as_lag,
+            ]);
+        }
     };
     (@cases $factory:expr, [$($case:ident),* $(,)?]) => {
         $(
