@@ -223,6 +223,12 @@ impl Collector for EngineCollector {
             "reason",
             &c.dropped_by_reason(),
         )?;
+        counter(
+            e,
+            "datagrams_dropped_kernel",
+            "Datagrams the kernel dropped before a socket delivered them (its receive buffer was full)",
+            c.dropped_kernel,
+        )?;
         gauge(
             e,
             "datagrams_pending",
@@ -269,11 +275,13 @@ mod tests {
         };
         snapshot.counters.dropped_overflow = 7;
         snapshot.counters.bindings_expired = 2;
+        snapshot.counters.dropped_kernel = 5;
         let text = metrics.encode(snapshot).expect("encodes");
         for line in [
             "porthole_bindings 3",
             "porthole_datagrams_dropped_total{reason=\"overflow\"} 7",
             "porthole_bindings_closed_total{reason=\"expired\"} 2",
+            "porthole_datagrams_dropped_kernel_total 5",
             "porthole_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"2xx\"} 1",
             "porthole_http_request_duration_seconds_count{route=\"/healthz\"} 1",
         ] {

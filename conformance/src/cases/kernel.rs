@@ -34,7 +34,7 @@ pub fn kernel_drops_are_counted_and_reported_as_lag(factory: &dyn ServerFactory)
     };
 
     let mut sent = 0u64;
-    let mut last = Vec::new();
+    let mut last;
     loop {
         for i in 0..BURST {
             peer.send_to(&[i as u8; 1000], b.addr).expect("sent");
