@@ -100,7 +100,8 @@ pub trait AsyncUdpSocket: Send + Sync + Debug {
     /// (tokio: `UdpSocket::try_io`, which clears the recorded readiness).
     ///
     /// The default reports [`io::ErrorKind::Unsupported`]: the driver then
-    /// moves one datagram per call with `try_recv_from`/`try_send_to`.
+    /// moves one datagram per call with `try_recv_from`/`try_send_to`, and
+    /// cannot read the kernel's drop count (`dropped_kernel` stays 0).
     fn try_io(
         &self,
         direction: Direction,
