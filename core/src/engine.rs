@@ -486,10 +486,14 @@ impl Engine {
         }
     }
 
-    /// The subscriber's stream is gone (the client disconnected). No `EndStream` follows.
+    /// The subscriber's stream is gone (the client disconnected). Nothing more is
+    /// emitted for it: no `Deliver`, no `EndStream`, not even for a lease that
+    /// ran out before `now` and closes in this same call.
     pub fn handle_subscriber_gone(&mut self, subscriber: SubscriberId, now: Instant) {
-        self.advance(now);
+        // Forgotten before the due timers fire: an overdue lease or idle timer
+        // would otherwise end the stream the runtime has just reported gone.
         self.remove_subscriber(subscriber);
+        self.advance(now);
     }
 
     /// The runtime wrote `credit` of the subscriber's events; it may be sent that

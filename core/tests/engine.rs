@@ -1533,6 +1533,45 @@ fn subscriber_gone_emits_nothing_and_gets_nothing_more() {
 }
 
 #[test]
+fn subscriber_gone_after_its_lease_ran_out_gets_no_end_stream() {
+    // The runtime wakes late: the lease ran out at 10 s, and the stream's loss is
+    // the first input after it. The close still happens, without the stream.
+    let mut h = Harness::new();
+    let b = h.bind_lease(10, Duration::ZERO);
+    let gone = h.subscribe(b.id, secs(1));
+    let other = h.subscribe(b.id, secs(1));
+    h.engine.handle_subscriber_gone(gone, h.at(secs(11)));
+    assert_eq!(
+        h.drain(),
+        vec![
+            Action::EndStream {
+                subscriber: other,
+                reason: CloseReason::Expired
+            },
+            Action::CloseSocket { binding: b.id },
+        ]
+    );
+    assert_eq!(h.engine.subscriber_count(), 0);
+}
+
+#[test]
+fn subscriber_gone_after_its_idle_timeout_passed_gets_no_end_stream() {
+    let mut h = Harness::new();
+    let b = h.bind_loopback(Duration::ZERO);
+    let (s, _) = h.subscribe_with(
+        SubscribeParams {
+            idle_timeout: Some(secs(5)),
+            ..SubscribeParams::new(b.id)
+        },
+        secs(1),
+    );
+    h.engine.handle_subscriber_gone(s, h.at(secs(7)));
+    assert_eq!(h.drain(), vec![]);
+    assert_eq!(h.engine.subscriber_count(), 0);
+    assert_eq!(h.engine.poll_timeout(), Some(h.at(secs(300))));
+}
+
+#[test]
 fn idle_subscriber_is_ended_when_its_idle_timeout_passes() {
     let mut h = Harness::new();
     let b = h.bind_loopback(Duration::ZERO);

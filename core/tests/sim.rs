@@ -112,6 +112,20 @@ fn a_thousand_seeds_keep_every_invariant() {
     }
 }
 
+/// Seeds of the default scenario in which a lease ran out before a stream's
+/// loss was reported: the engine used to end that stream (`expired`) after the
+/// runtime had said it was gone.
+#[test]
+fn seeds_where_a_stream_went_away_after_its_lease_ran_out_keep_every_invariant() {
+    for seed in [1353, 1577, 2770, 4040] {
+        let report = Simulation::new(SimConfig::new(seed), Instant::now())
+            .expect("valid config")
+            .run()
+            .unwrap_or_else(|e| panic!("{e}\n{}", e.trace.tail(60)));
+        assert!(report.stats.streams_dropped > 0, "seed {seed}");
+    }
+}
+
 #[test]
 fn one_seed_run_twice_gives_the_same_trace_byte_for_byte() {
     let first = Simulation::new(config(7), Instant::now())
