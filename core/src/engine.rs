@@ -518,6 +518,12 @@ impl Engine {
             .map(|&key| self.info(&self.bindings[key]))
     }
 
+    /// A live binding's counters: [`binding`](Self::binding) without the rest of
+    /// the snapshot (no timestamps to convert), for a caller that checks them often.
+    pub fn binding_counters(&self, id: &BindingId) -> Option<BindingCounters> {
+        self.by_id.get(id).map(|&key| self.bindings[key].counters)
+    }
+
     /// Whether the binding's subscribers are all behind: it has subscribers, and
     /// datagrams none of them could take yet (they are out of credit). A runtime
     /// may then leave further datagrams in the kernel's socket buffer for a

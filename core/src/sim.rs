@@ -69,6 +69,7 @@
 //! checker.finish(&engine).unwrap();
 //! ```
 
+mod agenda;
 mod checker;
 mod client;
 mod clock;

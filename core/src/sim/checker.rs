@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 
 use super::Input;
+use crate::id::IdMap;
 use crate::{
     Action, BindError, BindingCounters, BindingError, BindingId, CloseReason, Command, Config,
     Counters, Engine, Event, Lease, Reply, RequestId, SendError, SubscribeError, SubscriberId,
@@ -317,6 +318,7 @@ enum Waits {
 
 #[derive(Debug)]
 struct Outstanding {
+    request: RequestId,
     command: Command,
     step: u64,
     waits: Waits,
@@ -382,17 +384,31 @@ pub struct Checker {
     now: Instant,
     step: u64,
     input: Option<Input>,
-    sockets: BTreeMap<BindingId, Socket>,
-    live: BTreeMap<BindingId, LiveBinding>,
+    // Hash maps with the engine's fixed hasher where the checker only looks
+    // entries up: these grow with every binding and subscriber of a run.
+    sockets: IdMap<BindingId, Socket>,
+    /// Sockets reported opened and not closed yet.
+    open_sockets: usize,
+    live: IdMap<BindingId, LiveBinding>,
+    /// No live binding's deadline is earlier (traffic only moves deadlines later,
+    /// so only binds and heartbeats lower it): the live bindings are looked at for
+    /// an overdue lease only once `now` reaches it.
+    earliest_deadline: Option<Instant>,
     next_serial: u64,
-    subscribers: BTreeMap<SubscriberId, LiveSubscriber>,
+    subscribers: IdMap<SubscriberId, LiveSubscriber>,
     /// Subscribers whose stream ended or went away, with their binding.
-    finished: BTreeMap<SubscriberId, BindingId>,
-    outstanding: BTreeMap<RequestId, Vec<Outstanding>>,
+    finished: IdMap<SubscriberId, BindingId>,
+    /// Commands waiting for their reply, oldest first. A list: there are few at
+    /// once, and a request id may be in flight twice (a duplicate, refused at once).
+    outstanding: Vec<Outstanding>,
     /// Bindings closed during the current step, and why.
     closed_now: BTreeMap<BindingId, Cause>,
     /// Streams ended during the current step, for the close reason checks.
     ended_now: Vec<(SubscriberId, BindingId, CloseReason)>,
+    /// Bindings the current step's input or actions name: the only ones whose
+    /// counters it can change, so the only ones checked one by one after it
+    /// (the engine-wide sums are checked after every step, every binding at the end).
+    touched: Vec<BindingId>,
     tally: Tally,
     shut_down: bool,
 }
@@ -407,14 +423,17 @@ impl Checker {
             now,
             step: 0,
             input: None,
-            sockets: BTreeMap::new(),
-            live: BTreeMap::new(),
+            sockets: IdMap::default(),
+            open_sockets: 0,
+            live: IdMap::default(),
+            earliest_deadline: None,
             next_serial: 0,
-            subscribers: BTreeMap::new(),
-            finished: BTreeMap::new(),
-            outstanding: BTreeMap::new(),
+            subscribers: IdMap::default(),
+            finished: IdMap::default(),
+            outstanding: Vec::new(),
             closed_now: BTreeMap::new(),
             ended_now: Vec::new(),
+            touched: Vec::new(),
             tally: Tally::default(),
             shut_down: false,
         }
@@ -452,20 +471,23 @@ impl Checker {
         self.now = self.now.max(now);
         self.step += 1;
         let now = self.now;
+        self.touched.clear();
+        if let Some(binding) = self.named_binding(input) {
+            self.touched.push(binding);
+        }
         match input {
             Input::Command { request, command } => {
-                self.outstanding
-                    .entry(*request)
-                    .or_default()
-                    .push(Outstanding {
-                        command: command.clone(),
-                        step: self.step,
-                        waits: Waits::Reply,
-                    });
+                self.outstanding.push(Outstanding {
+                    request: *request,
+                    command: command.clone(),
+                    step: self.step,
+                    waits: Waits::Reply,
+                });
             }
             Input::SocketOpened { binding, .. } => {
                 if let Some(s @ Socket::Opening) = self.sockets.get_mut(binding) {
                     *s = Socket::Open;
+                    self.open_sockets += 1;
                     self.tally.opened += 1;
                 }
             }
@@ -542,12 +564,62 @@ impl Checker {
             }
             Input::Transmitted { .. } | Input::SocketError { .. } | Input::Timeout => {}
         }
-        self.input = Some(input.clone());
+        self.input = Some(match input {
+            // The actions' checks never look at a received payload again: keep
+            // none rather than one more reference to it.
+            Input::Datagram { binding, src, .. } => Input::Datagram {
+                binding: *binding,
+                src: *src,
+                payload: Bytes::new(),
+            },
+            other => other.clone(),
+        });
         Ok(())
+    }
+
+    /// The binding an input is about, directly or through its subscriber or request.
+    fn named_binding(&self, input: &Input) -> Option<BindingId> {
+        let of_subscriber = |s: &SubscriberId| self.subscribers.get(s).map(|s| s.binding);
+        match input {
+            Input::SocketOpened { binding, .. }
+            | Input::SocketFailed { binding, .. }
+            | Input::Datagram { binding, .. }
+            | Input::KernelDrops { binding, .. }
+            | Input::SocketError { binding, .. } => Some(*binding),
+            Input::SubscriberGone { subscriber } | Input::Credit { subscriber, .. } => {
+                of_subscriber(subscriber)
+            }
+            Input::Transmitted { request, .. } => self.outstanding.iter().find_map(|o| match o {
+                Outstanding {
+                    request: r,
+                    command: Command::Send { binding, .. },
+                    waits: Waits::Transmit,
+                    ..
+                } if r == request => Some(*binding),
+                _ => None,
+            }),
+            Input::Command { command, .. } => match command {
+                Command::Unbind { binding }
+                | Command::Send { binding, .. }
+                | Command::Heartbeat { binding, .. }
+                | Command::IssueTicket { binding } => Some(*binding),
+                Command::Subscribe(params) => Some(params.binding),
+                Command::Unsubscribe { subscriber } => of_subscriber(subscriber),
+                Command::Bind(_) | Command::Status | Command::Shutdown => None,
+            },
+            Input::Timeout => None,
+        }
     }
 
     /// Observes one action drained from the engine.
     pub fn on_action(&mut self, action: &Action) -> Result<(), Violation> {
+        if let Action::Deliver { subscriber, .. } = action {
+            if let Some(s) = self.subscribers.get(subscriber) {
+                if !self.touched.contains(&s.binding) {
+                    self.touched.push(s.binding);
+                }
+            }
+        }
         match action {
             Action::OpenSocket { binding, .. } => self.on_open(*binding),
             Action::CloseSocket { binding } => self.on_close(*binding),
@@ -569,20 +641,19 @@ impl Checker {
         if self.input.is_some() {
             self.end_step()?;
         }
-        self.check_engine(engine)
+        self.check_engine(engine, false)
     }
 
     /// Ends the run. The runtime must have reported every socket and transmit
     /// outcome the engine asked for: every command must then have its reply.
     pub fn finish(&mut self, engine: &Engine) -> Result<(), Violation> {
-        self.on_drained(engine)?;
-        if let Some((request, o)) = self
-            .outstanding
-            .iter()
-            .find_map(|(r, list)| list.first().map(|o| (*r, o)))
-        {
+        if self.input.is_some() {
+            self.end_step()?;
+        }
+        self.check_engine(engine, true)?;
+        if let Some(o) = self.outstanding.first() {
             return Err(Violation::Unanswered {
-                request,
+                request: o.request,
                 command: command_name(&o.command),
             });
         }
@@ -600,10 +671,10 @@ impl Checker {
             }) => *request,
             _ => return Err(Violation::UnexpectedOpen { binding }),
         };
-        let waiting = self.outstanding.get_mut(&request).and_then(|list| {
-            list.iter_mut()
-                .find(|o| o.step == step && o.waits == Waits::Reply)
-        });
+        let waiting = self
+            .outstanding
+            .iter_mut()
+            .find(|o| o.request == request && o.step == step && o.waits == Waits::Reply);
         match waiting {
             Some(o) if !self.sockets.contains_key(&binding) => {
                 o.waits = Waits::Socket(binding);
@@ -621,6 +692,7 @@ impl Checker {
             Some(Socket::Opening) | None => return Err(Violation::UnknownSocketClosed { binding }),
         }
         self.sockets.insert(binding, Socket::Closed);
+        self.open_sockets -= 1;
         self.tally.closed += 1;
         let Some(b) = self.live.remove(&binding) else {
             // A socket that opened after shutdown cancelled its bind: never live.
@@ -672,13 +744,12 @@ impl Checker {
         payload: &Bytes,
     ) -> Result<(), Violation> {
         let step = self.step;
-        let asked = self.outstanding.get_mut(&request).and_then(|list| {
-            list.iter_mut().find(|o| {
-                o.step == step
-                    && o.waits == Waits::Reply
-                    && matches!(&o.command, Command::Send { binding: b, dest: d, payload: p }
-                        if *b == binding && *d == dest && p == payload)
-            })
+        let asked = self.outstanding.iter_mut().find(|o| {
+            o.request == request
+                && o.step == step
+                && o.waits == Waits::Reply
+                && matches!(&o.command, Command::Send { binding: b, dest: d, payload: p }
+                    if *b == binding && *d == dest && p == payload)
         });
         let Some(o) = asked else {
             return Err(Violation::UnexpectedTransmit { request });
@@ -747,11 +818,19 @@ impl Checker {
             return Err(wrong);
         }
         let b = self.live.get_mut(&s.binding).ok_or(wrong.clone())?;
+        // The ring holds consecutive sequence numbers: index it by them.
         let held = b
             .ring
-            .iter_mut()
-            .find(|h| h.seq == d.seq.0)
-            .filter(|h| h.src == d.src && h.payload == d.payload && h.received_at == d.received_at)
+            .front()
+            .and_then(|first| d.seq.0.checked_sub(first.seq))
+            .and_then(|i| usize::try_from(i).ok())
+            .and_then(|i| b.ring.get_mut(i))
+            .filter(|h| {
+                h.seq == d.seq.0
+                    && h.src == d.src
+                    && h.payload == d.payload
+                    && h.received_at == d.received_at
+            })
             .ok_or(wrong)?;
         let expected = s.next.saturating_add(s.lagged);
         if d.seq.0 != expected {
@@ -806,25 +885,20 @@ impl Checker {
     fn on_reply(&mut self, request: RequestId, reply: &Reply) -> Result<(), Violation> {
         let step = self.step;
         let input = self.input.as_ref();
-        let list = self
-            .outstanding
-            .get_mut(&request)
-            .ok_or(Violation::UnexpectedReply { request })?;
         // Among the commands this step may answer, the one of the reply's kind:
         // a request id may be in flight twice (a duplicate, refused at once).
-        let answerable: Vec<usize> = (0..list.len())
-            .filter(|&i| answerable(&list[i], step, input, request))
-            .collect();
-        let index = answerable
-            .iter()
-            .copied()
-            .find(|&i| same_kind(&list[i].command, reply))
-            .or(answerable.first().copied())
+        let candidates = || {
+            self.outstanding
+                .iter()
+                .enumerate()
+                .filter(|(_, o)| o.request == request && answerable(o, step, input))
+        };
+        let index = candidates()
+            .find(|(_, o)| same_kind(&o.command, reply))
+            .or_else(|| candidates().next())
+            .map(|(i, _)| i)
             .ok_or(Violation::UnexpectedReply { request })?;
-        let o = list.remove(index);
-        if list.is_empty() {
-            self.outstanding.remove(&request);
-        }
+        let o = self.outstanding.remove(index);
         self.check_reply(request, o, reply)
     }
 
@@ -860,6 +934,7 @@ impl Checker {
                         );
                         let deadline = now + expected.as_duration();
                         self.check_lease(b, expected, deadline, info.lease, info.expires_at)?;
+                        self.lower_earliest_deadline(deadline);
                         self.live.insert(
                             b,
                             LiveBinding {
@@ -936,6 +1011,7 @@ impl Checker {
                     };
                     let deadline = now + expected.as_duration();
                     self.check_lease(*binding, expected, deadline, info.lease, info.expires_at)?;
+                    self.lower_earliest_deadline(deadline);
                     if let Some(b) = self.live.get_mut(binding) {
                         b.lease = expected;
                         b.deadline = deadline;
@@ -1060,6 +1136,10 @@ impl Checker {
         }
     }
 
+    fn lower_earliest_deadline(&mut self, deadline: Instant) {
+        self.earliest_deadline = Some(self.earliest_deadline.map_or(deadline, |e| e.min(deadline)));
+    }
+
     fn liveness(&self, request: RequestId, binding: BindingId, live: bool) -> Violation {
         Violation::LivenessMismatch {
             request,
@@ -1074,16 +1154,15 @@ impl Checker {
     fn end_step(&mut self) -> Result<(), Violation> {
         let step = self.step;
         let input = self.input.take();
-        for (&request, list) in &self.outstanding {
-            for o in list {
-                let due = answerable(o, step, input.as_ref(), request);
-                if due {
-                    return Err(Violation::Unanswered {
-                        request,
-                        command: command_name(&o.command),
-                    });
-                }
-            }
+        if let Some(o) = self
+            .outstanding
+            .iter()
+            .find(|o| answerable(o, step, input.as_ref()))
+        {
+            return Err(Violation::Unanswered {
+                request: o.request,
+                command: command_name(&o.command),
+            });
         }
         if let Some(&(subscriber, _, reason)) = self.ended_now.iter().find(|(_, _, reason)| {
             matches!(
@@ -1096,7 +1175,7 @@ impl Checker {
         }
         self.ended_now.clear();
         self.closed_now.clear();
-        if self.shut_down {
+        if self.shut_down && self.open_sockets > 0 {
             if let Some((&binding, _)) = self.sockets.iter().find(|(_, s)| **s == Socket::Open) {
                 return Err(Violation::SocketLeaked { binding });
             }
@@ -1117,25 +1196,39 @@ impl Checker {
         rings + in_flight
     }
 
-    fn check_engine(&self, engine: &Engine) -> Result<(), Violation> {
-        for (&binding, b) in &self.live {
-            if b.deadline <= self.now {
-                return Err(Violation::LeaseOverdue {
-                    binding,
-                    overdue: self.now - b.deadline,
-                });
+    /// `every_binding`: each live binding's counters, not only the touched ones'.
+    fn check_engine(&mut self, engine: &Engine, every_binding: bool) -> Result<(), Violation> {
+        if self.earliest_deadline.is_some_and(|at| at <= self.now) {
+            self.earliest_deadline = None;
+            for (&binding, b) in &self.live {
+                if b.deadline <= self.now {
+                    return Err(Violation::LeaseOverdue {
+                        binding,
+                        overdue: self.now - b.deadline,
+                    });
+                }
+                self.earliest_deadline = Some(
+                    self.earliest_deadline
+                        .map_or(b.deadline, |e| e.min(b.deadline)),
+                );
             }
         }
-        let bindings_mismatch = Violation::BindingsMismatch {
+        let bindings_mismatch = || Violation::BindingsMismatch {
             engine: engine.binding_count(),
             expected: self.live.len(),
         };
         if engine.binding_count() != self.live.len() {
-            return Err(bindings_mismatch);
+            return Err(bindings_mismatch());
         }
-        for &binding in self.live.keys() {
-            let info = engine.binding(&binding).ok_or(bindings_mismatch.clone())?;
-            let c = info.counters;
+        let checked: &mut dyn Iterator<Item = &BindingId> = if every_binding {
+            &mut self.live.keys()
+        } else {
+            &mut self.touched.iter().filter(|b| self.live.contains_key(*b))
+        };
+        for &binding in checked {
+            let c = engine
+                .binding_counters(&binding)
+                .ok_or_else(bindings_mismatch)?;
             if c.received != c.delivered + c.dropped_overflow + c.dropped_memory + c.pending {
                 return Err(Violation::BindingCountersUnbalanced {
                     binding,
@@ -1157,7 +1250,6 @@ impl Checker {
                 counters: Box::new(c),
             });
         }
-        let pending: u64 = self.live.values().map(|b| b.pending).sum();
         let t = &self.tally;
         for (counter, engine, expected) in [
             ("bindings_opened", c.bindings_opened, t.opened),
@@ -1174,7 +1266,16 @@ impl Checker {
             ("dropped_closed", c.dropped_closed, t.dropped_closed),
             ("dropped_unbound", c.dropped_unbound, t.dropped_unbound),
             ("dropped_kernel", c.dropped_kernel, t.dropped_kernel),
-            ("pending", c.pending, pending),
+            // What was received and neither delivered nor dropped still waits.
+            (
+                "pending",
+                c.pending,
+                t.received
+                    .wrapping_sub(t.delivered)
+                    .wrapping_sub(t.dropped_overflow)
+                    .wrapping_sub(t.dropped_memory)
+                    .wrapping_sub(t.dropped_closed),
+            ),
         ] {
             if engine != expected {
                 return Err(Violation::CounterMismatch {
@@ -1190,7 +1291,7 @@ impl Checker {
 
 /// Whether `o` may be answered in this step: fed in it, or waiting for the
 /// outcome this step's input reports (or cancelled by this step's shutdown).
-fn answerable(o: &Outstanding, step: u64, input: Option<&Input>, request: RequestId) -> bool {
+fn answerable(o: &Outstanding, step: u64, input: Option<&Input>) -> bool {
     match (o.waits, input) {
         (Waits::Reply, _) => o.step == step,
         (
@@ -1204,7 +1305,7 @@ fn answerable(o: &Outstanding, step: u64, input: Option<&Input>, request: Reques
                 ..
             }),
         ) => true,
-        (Waits::Transmit, Some(Input::Transmitted { request: r, .. })) => *r == request,
+        (Waits::Transmit, Some(Input::Transmitted { request, .. })) => *request == o.request,
         _ => false,
     }
 }

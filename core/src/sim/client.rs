@@ -49,6 +49,35 @@ pub(crate) struct Client {
     slow_reader: bool,
 }
 
+/// Where a client may send: the peers, then the other clients' bindings. Looked
+/// up in place rather than collected, since a client rarely sends when it wakes.
+pub(crate) struct Targets<'a> {
+    pub(crate) peers: &'a [SocketAddr],
+    /// The clients before and after the one choosing (its own binding is no target).
+    pub(crate) before: &'a [Client],
+    pub(crate) after: &'a [Client],
+}
+
+impl Targets<'_> {
+    fn others(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.before
+            .iter()
+            .chain(self.after)
+            .filter_map(|c| c.bound_addr())
+    }
+
+    fn len(&self) -> usize {
+        self.peers.len() + self.others().count()
+    }
+
+    fn get(&self, i: usize) -> Option<SocketAddr> {
+        match i.checked_sub(self.peers.len()) {
+            None => self.peers.get(i).copied(),
+            Some(i) => self.others().nth(i),
+        }
+    }
+}
+
 /// Fixed ports the clients fight over, so some binds meet `AddrInUse`.
 const CONTESTED_PORTS: [u16; 3] = [7000, 7001, 7002];
 
@@ -79,7 +108,7 @@ impl Client {
     pub(crate) fn wake(
         &mut self,
         rng: &mut SimRng,
-        targets: &[SocketAddr],
+        targets: &Targets<'_>,
     ) -> (Vec<Intent>, Option<Duration>) {
         if self.vanished {
             return (Vec::new(), None);
@@ -121,16 +150,18 @@ impl Client {
         rng: &mut SimRng,
         id: BindingId,
         addr: SocketAddr,
-        targets: &[SocketAddr],
+        targets: &Targets<'_>,
     ) -> Vec<Intent> {
         let roll = rng.below(100);
         let command = match roll {
             0..=29 => {
-                let dest = if rng.chance(30) || targets.is_empty() {
-                    // Never a valid destination: refused by policy.
-                    SocketAddr::from((Ipv4Addr::new(224, 0, 0, 1), 9))
+                // Never a valid destination: refused by policy.
+                let multicast = SocketAddr::from((Ipv4Addr::new(224, 0, 0, 1), 9));
+                let count = targets.len();
+                let dest = if rng.chance(30) || count == 0 {
+                    multicast
                 } else {
-                    targets[rng.index(targets.len())]
+                    targets.get(rng.index(count)).unwrap_or(multicast)
                 };
                 let len = rng.index(48);
                 let payload: Vec<u8> = (0..len).map(|i| (i as u8) ^ addr.port() as u8).collect();

@@ -20,6 +20,11 @@ impl SimClock {
         }
     }
 
+    /// The instant the clock started at.
+    pub fn epoch(&self) -> Instant {
+        self.epoch
+    }
+
     /// The current simulated instant.
     pub fn now(&self) -> Instant {
         self.epoch + self.elapsed

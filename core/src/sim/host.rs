@@ -1,8 +1,8 @@
 //! The simulated host's UDP ports: which binding holds which address.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
+use crate::id::IdMap;
 use crate::{BindingId, OpenError};
 
 /// First port handed out for a bind of port 0 (the IANA ephemeral range).
@@ -11,8 +11,9 @@ const EPHEMERAL: u16 = 49_152;
 /// The sockets the simulated runtime has open, like a kernel's port table.
 #[derive(Debug)]
 pub(crate) struct Host {
-    by_addr: BTreeMap<SocketAddr, BindingId>,
-    by_binding: BTreeMap<BindingId, SocketAddr>,
+    // Looked up on every datagram and never iterated: hash maps.
+    by_addr: IdMap<SocketAddr, BindingId>,
+    by_binding: IdMap<BindingId, SocketAddr>,
     next_ephemeral: u16,
     /// Most sockets open at once (the process's descriptor limit).
     fd_limit: usize,
@@ -21,8 +22,8 @@ pub(crate) struct Host {
 impl Host {
     pub(crate) fn new(fd_limit: usize) -> Self {
         Host {
-            by_addr: BTreeMap::new(),
-            by_binding: BTreeMap::new(),
+            by_addr: IdMap::default(),
+            by_binding: IdMap::default(),
             next_ephemeral: EPHEMERAL,
             fd_limit,
         }

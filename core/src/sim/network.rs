@@ -1,13 +1,13 @@
 //! The simulated network: datagrams in flight, with loss, duplication,
 //! reordering and delay drawn from a seed.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::agenda::Agenda;
 use super::SimRng;
 
 /// How the simulated network mistreats datagrams.
@@ -70,9 +70,8 @@ pub struct NetworkStats {
 pub struct Network {
     config: NetworkConfig,
     rng: SimRng,
-    /// Keyed by arrival time, then by send order so ties stay deterministic.
-    in_flight: BTreeMap<(Duration, u64), InFlight>,
-    serial: u64,
+    /// By arrival time, then by send order so ties stay deterministic.
+    in_flight: Agenda<InFlight>,
     stats: NetworkStats,
 }
 
@@ -82,8 +81,7 @@ impl Network {
         Network {
             config,
             rng,
-            in_flight: BTreeMap::new(),
-            serial: 0,
+            in_flight: Agenda::new(),
             stats: NetworkStats::default(),
         }
     }
@@ -101,31 +99,35 @@ impl Network {
         } else {
             1
         };
-        for _ in 0..copies {
+        let mut datagram = Some(datagram);
+        for copy in 1..=copies {
             let mut delay = self.rng.duration(self.config.delay.clone());
             if self.rng.chance(self.config.reorder_per_mille) {
                 self.stats.held_back += 1;
                 delay += *self.config.delay.end();
             }
-            self.serial += 1;
-            self.in_flight
-                .insert((now + delay, self.serial), datagram.clone());
+            // The last copy takes the datagram itself.
+            let this = if copy == copies {
+                datagram.take()
+            } else {
+                datagram.clone()
+            };
+            if let Some(this) = this {
+                self.in_flight.push(now + delay, this);
+            }
         }
     }
 
     /// When the next datagram arrives.
     pub fn next_arrival(&self) -> Option<Duration> {
-        self.in_flight.keys().next().map(|(at, _)| *at)
+        self.in_flight.next_at()
     }
 
     /// The next datagram that has arrived by `now`.
     pub fn pop_arrived(&mut self, now: Duration) -> Option<InFlight> {
-        let (&key, _) = self.in_flight.iter().next()?;
-        if key.0 > now {
-            return None;
-        }
+        let datagram = self.in_flight.pop_due(now)?;
         self.stats.arrived += 1;
-        self.in_flight.remove(&key)
+        Some(datagram)
     }
 
     /// Number of datagrams in flight.

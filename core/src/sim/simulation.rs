@@ -1,19 +1,20 @@
 //! The simulation: one engine driven by a simulated runtime, network, clients
 //! and peers, all drawn from one seed.
 
-use std::collections::BTreeMap;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 
-use super::client::{Client, Intent};
+use super::agenda::Agenda;
+use super::client::{Client, Intent, Targets};
 use super::host::Host;
 use super::{
     Checker, InFlight, Input, Network, NetworkConfig, NetworkStats, Record, SimClock, SimRng,
     Trace, Violation,
 };
+use crate::id::IdMap;
 use crate::{
     Action, BindError, BindingId, CloseReason, Command, Config, ConfigError, Counters, Engine,
     Event, Lease, Reply, RequestId, SubscriberId, TransmitError, WallClock,
@@ -42,6 +43,11 @@ pub struct SimConfig {
     pub timer_slack: Duration,
     /// Sockets the simulated host lets the runtime open (beyond: out of descriptors).
     pub fd_limit: usize,
+    /// Whether the run records its [`Trace`] of every input and action. Without
+    /// it a run is faster (what a sweep over many seeds wants) and its report's
+    /// trace is empty; a run that fails is then replayed from its seed with the
+    /// trace on, so its [`SimError`] carries the trace all the same.
+    pub trace: bool,
 }
 
 impl SimConfig {
@@ -67,6 +73,7 @@ impl SimConfig {
             max_steps: 1500,
             timer_slack: Duration::from_millis(2),
             fd_limit: 8,
+            trace: true,
         }
     }
 }
@@ -244,15 +251,16 @@ pub struct Simulation {
     host: Host,
     clients: Vec<Client>,
     peers: Vec<SocketAddr>,
-    queue: BTreeMap<(Duration, u64), Scheduled>,
-    serial: u64,
+    /// Each peer's payload bytes; a datagram is a slice of them (no allocation per send).
+    peer_payloads: Vec<Bytes>,
+    queue: Agenda<Scheduled>,
     runtime_rng: SimRng,
     client_rng: SimRng,
     peer_rng: SimRng,
-    requests: BTreeMap<RequestId, (Owner, Command)>,
+    requests: IdMap<RequestId, (Owner, Command)>,
     next_request: u64,
     /// Which client owns each live stream.
-    streams: BTreeMap<SubscriberId, usize>,
+    streams: IdMap<SubscriberId, usize>,
     /// The engine deadline the runtime's timer is armed for, and when it fires.
     timer: Option<(Instant, Duration)>,
     stopping: bool,
@@ -282,23 +290,36 @@ impl Simulation {
                 SocketAddr::from((Ipv4Addr::LOCALHOST, port))
             })
             .collect();
+        // A peer sends up to 63 bytes of its own index.
+        let peer_payloads = (0..config.peers)
+            .map(|i| Bytes::from(vec![i as u8; 64]))
+            .collect();
         Ok(Simulation {
             network: Network::new(config.network.clone(), SimRng::new(seed, NETWORK_STREAM)),
             host: Host::new(config.fd_limit),
             clock: SimClock::new(epoch),
             engine,
             checker,
-            trace: Trace::new(),
+            // About two records per input (its own and an action); reserved up
+            // front rather than copied over as the trace grows.
+            trace: if config.trace {
+                Trace::with_capacity(
+                    usize::try_from(config.max_steps)
+                        .map_or(1 << 16, |n| n.saturating_mul(2).min(1 << 16)),
+                )
+            } else {
+                Trace::new()
+            },
             clients,
             peers,
-            queue: BTreeMap::new(),
-            serial: 0,
+            peer_payloads,
+            queue: Agenda::new(),
             runtime_rng: SimRng::new(seed, RUNTIME_STREAM),
             client_rng,
             peer_rng: SimRng::new(seed, PEER_STREAM),
-            requests: BTreeMap::new(),
+            requests: IdMap::default(),
             next_request: 1,
-            streams: BTreeMap::new(),
+            streams: IdMap::default(),
             timer: None,
             stopping: false,
             stats: SimStats::default(),
@@ -309,14 +330,25 @@ impl Simulation {
     /// Runs to the end: the clients act until `duration` or `max_steps`, then the
     /// engine is shut down and the runtime drains. Every step is checked.
     pub fn run(mut self) -> Result<Report, Box<SimError>> {
-        self.play().map_err(|violation| {
-            Box::new(SimError {
+        if let Err(violation) = self.play() {
+            if !self.config.trace {
+                // Same seed, same run: this time with the trace that explains it.
+                let config = SimConfig {
+                    trace: true,
+                    ..self.config.clone()
+                };
+                if let Ok(replay) = Simulation::new(config, self.clock.epoch()) {
+                    // It fails the same way; were it not to, the error below stands.
+                    replay.run()?;
+                }
+            }
+            return Err(Box::new(SimError {
                 seed: self.config.seed,
                 step: self.checker.steps(),
                 violation,
                 trace: std::mem::take(&mut self.trace),
-            })
-        })?;
+            }));
+        }
         self.stats.steps = self.checker.steps();
         self.stats.elapsed = self.clock.elapsed();
         Ok(Report {
@@ -362,7 +394,7 @@ impl Simulation {
     fn tick(&mut self) -> Result<bool, Violation> {
         let timer = self.timer.map(|(_, at)| at);
         let arrival = self.network.next_arrival();
-        let queued = self.queue.keys().next().map(|(at, _)| *at);
+        let queued = self.queue.next_at();
         let Some(next) = [timer, arrival, queued].into_iter().flatten().min() else {
             return Ok(false);
         };
@@ -374,15 +406,14 @@ impl Simulation {
             if let Some(datagram) = self.network.pop_arrived(next) {
                 self.arrive(datagram);
             }
-        } else if let Some((_, scheduled)) = self.queue.pop_first() {
+        } else if let Some(scheduled) = self.queue.pop_due(next) {
             self.run_scheduled(scheduled)?;
         }
         Ok(true)
     }
 
     fn schedule(&mut self, at: Duration, what: Scheduled) {
-        self.serial += 1;
-        self.queue.insert((at, self.serial), what);
+        self.queue.push(at, what);
     }
 
     fn schedule_in(&mut self, delay: Duration, what: Scheduled) {
@@ -400,14 +431,18 @@ impl Simulation {
     /// and carry out every action.
     fn feed(&mut self, input: Input) -> Result<(), Violation> {
         let now = self.clock.now();
-        self.trace.push(Record::Input {
-            at: self.clock.elapsed(),
-            input: input.clone(),
-        });
+        if self.config.trace {
+            self.trace.push(Record::Input {
+                at: self.clock.elapsed(),
+                input: input.clone(),
+            });
+        }
         self.checker.on_input(&input, now)?;
         input.apply(&mut self.engine, now);
         while let Some(action) = self.engine.poll_action() {
-            self.trace.push(Record::Action(action.clone()));
+            if self.config.trace {
+                self.trace.push(Record::Action(action.clone()));
+            }
             self.checker.on_action(&action)?;
             self.perform(action);
         }
@@ -576,16 +611,17 @@ impl Simulation {
         if self.stopping {
             return Ok(());
         }
-        let mut targets = self.peers.clone();
-        targets.extend(
-            self.clients
-                .iter()
-                .enumerate()
-                .filter(|&(other, _)| other != i)
-                .filter_map(|(_, c)| c.bound_addr()),
-        );
-        let was_vanished = self.clients[i].has_vanished();
-        let (intents, next) = self.clients[i].wake(&mut self.client_rng, &targets);
+        let (before, rest) = self.clients.split_at_mut(i);
+        let Some((client, after)) = rest.split_first_mut() else {
+            return Ok(());
+        };
+        let targets = Targets {
+            peers: &self.peers,
+            before,
+            after,
+        };
+        let was_vanished = client.has_vanished();
+        let (intents, next) = client.wake(&mut self.client_rng, &targets);
         if !was_vanished && self.clients[i].has_vanished() {
             self.stats.vanished += 1;
         }
@@ -615,16 +651,20 @@ impl Simulation {
         if self.stopping {
             return;
         }
-        let bound: Vec<SocketAddr> = self.clients.iter().filter_map(|c| c.bound_addr()).collect();
-        let to = if bound.is_empty() || self.peer_rng.chance(100) {
+        let bound = || self.clients.iter().filter_map(|c| c.bound_addr());
+        let count = bound().count();
+        let to = if count == 0 || self.peer_rng.chance(100) {
             // A port nobody may hold.
             let port = 49_152 + self.peer_rng.below(64) as u16;
             SocketAddr::from((Ipv4Addr::LOCALHOST, port))
         } else {
-            bound[self.peer_rng.index(bound.len())]
+            let nth = self.peer_rng.index(count);
+            bound()
+                .nth(nth)
+                .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, 49_152)))
         };
         let len = self.peer_rng.index(64);
-        let payload = Bytes::from(vec![i as u8; len]);
+        let payload = self.peer_payloads[i].slice(..len);
         let datagram = InFlight {
             from: self.peers[i],
             to,

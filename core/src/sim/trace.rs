@@ -45,6 +45,13 @@ impl Trace {
         Trace::default()
     }
 
+    /// An empty trace with room for `records` records.
+    pub fn with_capacity(records: usize) -> Self {
+        Trace {
+            records: Vec::with_capacity(records),
+        }
+    }
+
     /// Appends a record.
     pub fn push(&mut self, record: Record) {
         self.records.push(record);
