@@ -390,6 +390,9 @@ pub struct Checker {
     /// Sockets reported opened and not closed yet.
     open_sockets: usize,
     live: IdMap<BindingId, LiveBinding>,
+    /// Payload bytes the engine should hold: every live ring plus every
+    /// subscriber's events in flight (kept up to date, not summed every step).
+    buffered: usize,
     /// No live binding's deadline is earlier (traffic only moves deadlines later,
     /// so only binds and heartbeats lower it): the live bindings are looked at for
     /// an overdue lease only once `now` reaches it.
@@ -427,6 +430,7 @@ impl Checker {
             open_sockets: 0,
             live: IdMap::default(),
             earliest_deadline: None,
+            buffered: 0,
             next_serial: 0,
             subscribers: IdMap::default(),
             finished: IdMap::default(),
@@ -500,36 +504,38 @@ impl Checker {
                 binding,
                 src,
                 payload,
-            } => match (self.buffered(), self.live.get_mut(binding)) {
+            } => match self.live.get_mut(binding) {
                 // A binding past its deadline is closed before the datagram is looked at.
-                (buffered, Some(b)) if b.deadline > now => {
+                Some(b) if b.deadline > now => {
                     self.tally.received += 1;
                     if b.renew_on_traffic {
                         b.deadline = now + b.lease.as_duration();
                     }
-                    if buffered + payload.len() > self.config.max_buffered_bytes {
+                    if self.buffered + payload.len() > self.config.max_buffered_bytes {
                         self.tally.dropped_memory += 1;
-                        return Ok(());
-                    }
-                    b.ring_bytes += payload.len();
-                    b.ring.push_back(Held {
-                        seq: b.next_seq,
-                        src: *src,
-                        payload: payload.clone(),
-                        received_at: self.wall.at(now),
-                        delivered: false,
-                    });
-                    b.next_seq += 1;
-                    b.pending += 1;
-                    while b.ring.len() > 1
-                        && (b.ring.len() > self.config.ring_datagrams
-                            || b.ring_bytes > self.config.ring_bytes)
-                    {
-                        if let Some(old) = b.ring.pop_front() {
-                            b.ring_bytes -= old.payload.len();
-                            if !old.delivered {
-                                b.pending -= 1;
-                                self.tally.dropped_overflow += 1;
+                    } else {
+                        b.ring_bytes += payload.len();
+                        self.buffered += payload.len();
+                        b.ring.push_back(Held {
+                            seq: b.next_seq,
+                            src: *src,
+                            payload: payload.clone(),
+                            received_at: self.wall.at(now),
+                            delivered: false,
+                        });
+                        b.next_seq += 1;
+                        b.pending += 1;
+                        while b.ring.len() > 1
+                            && (b.ring.len() > self.config.ring_datagrams
+                                || b.ring_bytes > self.config.ring_bytes)
+                        {
+                            if let Some(old) = b.ring.pop_front() {
+                                b.ring_bytes -= old.payload.len();
+                                self.buffered -= old.payload.len();
+                                if !old.delivered {
+                                    b.pending -= 1;
+                                    self.tally.dropped_overflow += 1;
+                                }
                             }
                         }
                     }
@@ -549,13 +555,14 @@ impl Checker {
             }
             Input::SubscriberGone { subscriber } => {
                 if let Some(s) = self.subscribers.remove(subscriber) {
+                    self.buffered -= s.in_flight.iter().sum::<usize>();
                     self.forget_subscriber(*subscriber, s.binding);
                 }
             }
             Input::Credit { subscriber, credit } => {
                 if let Some(s) = self.subscribers.get_mut(subscriber) {
                     let written = s.in_flight.len().min(*credit as usize);
-                    s.in_flight.drain(..written);
+                    self.buffered -= s.in_flight.drain(..written).sum::<usize>();
                     s.credit = s
                         .credit
                         .saturating_add(*credit)
@@ -698,6 +705,7 @@ impl Checker {
             // A socket that opened after shutdown cancelled its bind: never live.
             return Ok(());
         };
+        self.buffered -= b.ring_bytes;
         let cause = if b.deadline <= self.now {
             Cause::Expired
         } else {
@@ -789,10 +797,12 @@ impl Checker {
             });
         }
         s.credit -= 1;
-        s.in_flight.push_back(match event {
+        let bytes = match event {
             Event::Datagram(d) => d.payload.len(),
             Event::Lagged { .. } => 0,
-        });
+        };
+        s.in_flight.push_back(bytes);
+        self.buffered += bytes;
         let unreported = Violation::KernelDropsUnreported {
             subscriber,
             missed: s.kernel_missed,
@@ -858,6 +868,7 @@ impl Checker {
                 Violation::UnknownSubscriber { subscriber }
             });
         };
+        self.buffered -= s.in_flight.iter().sum::<usize>();
         let fits = match reason {
             CloseReason::Expired | CloseReason::Unbound | CloseReason::Shutdown => true,
             CloseReason::Idle => s.idle,
@@ -1184,9 +1195,8 @@ impl Checker {
     }
 
     /// The engine's getters and counters against what its actions imply.
-    /// Payload bytes the engine should hold: every live ring plus every
-    /// subscriber's events in flight.
-    fn buffered(&self) -> usize {
+    /// `buffered` summed from scratch, to check the running total at the end.
+    fn buffered_sum(&self) -> usize {
         let rings: usize = self.live.values().map(|b| b.ring_bytes).sum();
         let in_flight: usize = self
             .subscribers
@@ -1261,7 +1271,11 @@ impl Checker {
             (
                 "buffered_bytes",
                 engine.buffered_bytes() as u64,
-                self.buffered() as u64,
+                if every_binding {
+                    self.buffered_sum()
+                } else {
+                    self.buffered
+                } as u64,
             ),
             ("dropped_closed", c.dropped_closed, t.dropped_closed),
             ("dropped_unbound", c.dropped_unbound, t.dropped_unbound),
