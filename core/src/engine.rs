@@ -15,8 +15,8 @@ use crate::command::{BindParams, Command, SubscribeParams};
 use crate::config::{Config, ConfigError};
 use crate::deadline::Deadlines;
 use crate::error::{
-    BindError, BindingError, OpenError, SendError, SubscribeError, TicketError, TransmitError,
-    UnsubscribeError,
+    BindError, BindingError, OpenError, ReceiveError, SendError, SubscribeError, TicketError,
+    TransmitError, UnsubscribeError,
 };
 use crate::id::{BindingId, IdMap, RequestId, SubscriberId};
 use crate::lease::Lease;
@@ -445,7 +445,7 @@ impl Engine {
 
     /// A receive on the binding's socket failed. ICMP errors the kernel surfaces
     /// (connection refused, unreachable) are counted; the binding stays open.
-    pub fn handle_socket_error(&mut self, binding: BindingId, error: TransmitError, now: Instant) {
+    pub fn handle_socket_error(&mut self, binding: BindingId, error: ReceiveError, now: Instant) {
         self.advance(now);
         if let Some(&key) = self.by_id.get(&binding) {
             let c = &mut self.bindings[key].counters;

@@ -539,3 +539,65 @@ mod tests {
         assert!(!no_route.is_icmp());
     }
 }
+
+/// Why a receive on a binding's socket failed. An input, reported with
+/// [`crate::Engine::handle_socket_error`]; the binding stays open.
+///
+/// On a UDP socket a receive fails mostly because an ICMP error for an earlier
+/// send came back and the kernel reports it on the next read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReceiveError {
+    /// `ECONNREFUSED`: an ICMP port-unreachable for an earlier send.
+    ConnectionRefused,
+    /// `EHOSTUNREACH`/`ENETUNREACH`: an ICMP host- or network-unreachable for an
+    /// earlier send (on a receive, unlike a send, these come from the network).
+    Unreachable,
+    /// Anything else (counted as a receive error).
+    Other(io::ErrorKind),
+}
+
+impl ReceiveError {
+    /// Classifies an error from `recvfrom(2)`. Pure: it only looks at the value.
+    pub fn from_io(err: &io::Error) -> Self {
+        match err.kind() {
+            io::ErrorKind::ConnectionRefused => ReceiveError::ConnectionRefused,
+            io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable => {
+                ReceiveError::Unreachable
+            }
+            kind => ReceiveError::Other(kind),
+        }
+    }
+
+    /// Whether this is an ICMP error the kernel surfaced (counted per binding
+    /// as `icmp_errors`; any other as `recv_errors`).
+    pub fn is_icmp(self) -> bool {
+        matches!(
+            self,
+            ReceiveError::ConnectionRefused | ReceiveError::Unreachable
+        )
+    }
+}
+
+#[cfg(test)]
+mod receive_error_tests {
+    use super::*;
+
+    #[test]
+    fn icmp_errors_on_a_receive_are_told_from_other_failures() {
+        let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
+        let no_route = io::Error::from(io::ErrorKind::NetworkUnreachable);
+        let other = io::Error::from(io::ErrorKind::InvalidInput);
+        assert_eq!(
+            ReceiveError::from_io(&refused),
+            ReceiveError::ConnectionRefused
+        );
+        assert_eq!(ReceiveError::from_io(&no_route), ReceiveError::Unreachable);
+        assert_eq!(
+            ReceiveError::from_io(&other),
+            ReceiveError::Other(io::ErrorKind::InvalidInput)
+        );
+        assert!(ReceiveError::from_io(&refused).is_icmp());
+        assert!(ReceiveError::from_io(&no_route).is_icmp());
+        assert!(!ReceiveError::from_io(&other).is_icmp());
+    }
+}

@@ -130,6 +130,7 @@
 //! ```
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod action;
 pub mod api;
@@ -141,8 +142,11 @@ mod engine;
 mod error;
 mod id;
 mod lease;
+#[cfg(feature = "os-rng")]
+mod os_rng;
 pub mod policy;
 #[cfg(feature = "sim")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
 pub mod sim;
 mod subscriber;
 mod ticket;
@@ -154,10 +158,17 @@ pub use command::{BindParams, Command, SubscribeParams};
 pub use config::{Config, ConfigError, UNPRIVILEGED_PORTS};
 pub use engine::{Counters, Engine};
 pub use error::{
-    ApiError, BindError, BindingError, ErrorCode, OpenError, SendError, SubscribeError,
-    TicketError, TransmitError, UnsubscribeError,
+    ApiError, BindError, BindingError, ErrorCode, OpenError, ReceiveError, SendError,
+    SubscribeError, TicketError, TransmitError, UnsubscribeError,
 };
 pub use id::{BindingId, ParseBindingIdError, ParseSeqError, RequestId, Seq, SubscriberId};
 pub use lease::Lease;
 pub use ticket::{ParseTicketError, Ticket};
 pub use wallclock::WallClock;
+
+/// The payload type of datagrams in and out, re-exported so an embedder needs
+/// no direct dependency on `bytes`.
+pub use bytes::Bytes;
+#[cfg(feature = "os-rng")]
+#[cfg_attr(docsrs, doc(cfg(feature = "os-rng")))]
+pub use os_rng::OsEngineError;

@@ -15,8 +15,8 @@ use porthole_core::api::{encode_reply, timestamp};
 use porthole_core::policy::{Network, MAX_PAYLOAD_V4, MAX_PAYLOAD_V6};
 use porthole_core::{
     Action, BindError, BindParams, BindingError, BindingId, BindingInfo, CloseReason, Command,
-    Config, Datagram, Engine, Event, Lease, OpenError, Reply, RequestId, SendError, Seq,
-    SubscribeError, SubscribeParams, SubscriberId, Ticket, TicketError, TransmitError,
+    Config, Datagram, Engine, Event, Lease, OpenError, ReceiveError, Reply, RequestId, SendError,
+    Seq, SubscribeError, SubscribeParams, SubscriberId, Ticket, TicketError, TransmitError,
     UnsubscribeError, WallClock,
 };
 
@@ -805,7 +805,7 @@ fn commands_on_unknown_ids_are_not_found() {
     h.engine.handle_credit(ghost, 5, h.at(secs(1)));
     h.engine.handle_subscriber_gone(ghost, h.at(secs(1)));
     h.engine
-        .handle_socket_error(never, TransmitError::ConnectionRefused, h.at(secs(1)));
+        .handle_socket_error(never, ReceiveError::ConnectionRefused, h.at(secs(1)));
     assert_eq!(h.drain(), vec![]);
 }
 
@@ -1693,12 +1693,12 @@ fn socket_icmp_errors_are_counted_and_never_close_the_binding() {
     let b = h.bind_loopback(Duration::ZERO);
     let s = h.subscribe(b.id, Duration::ZERO);
     h.engine
-        .handle_socket_error(b.id, TransmitError::ConnectionRefused, h.at(secs(1)));
+        .handle_socket_error(b.id, ReceiveError::ConnectionRefused, h.at(secs(1)));
     h.engine
-        .handle_socket_error(b.id, TransmitError::Unreachable, h.at(secs(1)));
+        .handle_socket_error(b.id, ReceiveError::Unreachable, h.at(secs(1)));
     h.engine.handle_socket_error(
         b.id,
-        TransmitError::Other(io::ErrorKind::Interrupted),
+        ReceiveError::Other(io::ErrorKind::Interrupted),
         h.at(secs(1)),
     );
     assert_eq!(h.drain(), vec![]);
@@ -2495,7 +2495,7 @@ fn byte_and_error_totals_survive_the_close_of_their_binding() {
     );
     h.engine.handle_socket_error(
         b.id,
-        TransmitError::Other(io::ErrorKind::Other),
+        ReceiveError::Other(io::ErrorKind::Other),
         h.at(secs(1)),
     );
     h.drain();

@@ -12,8 +12,8 @@ use bytes::Bytes;
 use porthole_core::sim::{Checker, Input};
 use porthole_core::{
     Action, ApiError, BindParams, BindingId, CloseReason, Command, Config, Engine, ErrorCode,
-    Event, Lease, OpenError, Reply, RequestId, Seq, SubscribeParams, SubscriberId, TransmitError,
-    WallClock,
+    Event, Lease, OpenError, ReceiveError, Reply, RequestId, Seq, SubscribeParams, SubscriberId,
+    TransmitError, WallClock,
 };
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -1113,9 +1113,9 @@ impl Sut {
             Transition::SocketError { target, icmp } => Input::SocketError {
                 binding: self.binding(target),
                 error: if icmp {
-                    TransmitError::ConnectionRefused
+                    ReceiveError::ConnectionRefused
                 } else {
-                    TransmitError::Other(std::io::ErrorKind::Other)
+                    ReceiveError::Other(std::io::ErrorKind::Other)
                 },
             },
             Transition::Subscribe {

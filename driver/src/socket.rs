@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use event_listener::Event;
-use porthole_core::{BindingId, TransmitError};
+use porthole_core::{BindingId, ReceiveError};
 
 use crate::runtime::{sleep, AsyncTimer, AsyncUdpSocket, Runtime};
 use crate::udp;
@@ -43,7 +43,7 @@ pub(crate) enum Received {
     /// since it last said so; reported before the datagram that told.
     KernelDrops(u64),
     /// A receive failed (typically an ICMP error the kernel surfaced).
-    Error(TransmitError),
+    Error(ReceiveError),
 }
 
 /// A batch of what one binding's socket had ready.
@@ -221,7 +221,7 @@ impl SocketSlot {
             match socket.poll_recv_ready(cx) {
                 Poll::Pending => break,
                 Poll::Ready(Err(e)) => {
-                    items.push(Received::Error(TransmitError::from_io(&e)));
+                    items.push(Received::Error(ReceiveError::from_io(&e)));
                     break;
                 }
                 Poll::Ready(Ok(())) => {}
@@ -236,7 +236,7 @@ impl SocketSlot {
                         // Typically an ICMP error from an earlier send; the
                         // next read gets the next datagram, but hand the
                         // batch over first so a persistent error cannot spin.
-                        items.push(Received::Error(TransmitError::from_io(&e)));
+                        items.push(Received::Error(ReceiveError::from_io(&e)));
                         break 'ready;
                     }
                 }

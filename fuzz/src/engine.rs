@@ -25,8 +25,8 @@ use arbitrary::{Arbitrary, Unstructured};
 use bytes::Bytes;
 use porthole_core::sim::{Checker, Input, Violation};
 use porthole_core::{
-    Action, BindParams, BindingId, Command, Config, Engine, Lease, OpenError, Reply, RequestId,
-    Seq, SubscribeParams, SubscriberId, TransmitError, WallClock,
+    Action, BindParams, BindingId, Command, Config, Engine, Lease, OpenError, ReceiveError, Reply,
+    RequestId, Seq, SubscribeParams, SubscriberId, TransmitError, WallClock,
 };
 
 /// Most ops run from one input: enough for deep states, few enough to stay fast.
@@ -164,7 +164,7 @@ impl From<OpenFailure> for OpenError {
     }
 }
 
-/// Why a transmit or receive failed (mirrors [`TransmitError`]).
+/// Why a transmit or receive failed (mirrors [`TransmitError`] and [`ReceiveError`]).
 #[derive(Debug, Clone, Copy, Arbitrary)]
 #[allow(missing_docs)]
 pub enum IoFailure {
@@ -173,6 +173,20 @@ pub enum IoFailure {
     NoBuffers,
     PermissionDenied,
     Other,
+}
+
+impl From<IoFailure> for ReceiveError {
+    fn from(f: IoFailure) -> Self {
+        match f {
+            IoFailure::ConnectionRefused => ReceiveError::ConnectionRefused,
+            IoFailure::Unreachable => ReceiveError::Unreachable,
+            IoFailure::NoBuffers => ReceiveError::Other(std::io::ErrorKind::WouldBlock),
+            IoFailure::PermissionDenied => {
+                ReceiveError::Other(std::io::ErrorKind::PermissionDenied)
+            }
+            IoFailure::Other => ReceiveError::Other(std::io::ErrorKind::Other),
+        }
+    }
 }
 
 impl From<IoFailure> for TransmitError {

@@ -5,7 +5,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::{BindingId, Command, Engine, OpenError, RequestId, SubscriberId, TransmitError};
+use crate::{
+    BindingId, Command, Engine, OpenError, ReceiveError, RequestId, SubscriberId, TransmitError,
+};
 
 /// One input to an [`Engine`]: a `handle_*` call without its `now`.
 ///
@@ -55,7 +57,7 @@ pub enum Input {
         /// The binding whose socket reported it.
         binding: BindingId,
         /// The error.
-        error: TransmitError,
+        error: ReceiveError,
     },
     /// [`Engine::handle_kernel_drops`].
     KernelDrops {

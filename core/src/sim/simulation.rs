@@ -17,7 +17,7 @@ use super::{
 use crate::id::IdMap;
 use crate::{
     Action, BindError, BindingId, CloseReason, Command, Config, ConfigError, Counters, Engine,
-    Event, Lease, Reply, RequestId, SubscriberId, TransmitError, WallClock,
+    Event, Lease, ReceiveError, Reply, RequestId, SubscriberId, TransmitError, WallClock,
 };
 
 /// Everything a run is made of. Same config (seed included): same run.
@@ -594,7 +594,7 @@ impl Simulation {
             })?,
             Scheduled::Icmp { binding } => self.feed(Input::SocketError {
                 binding,
-                error: TransmitError::ConnectionRefused,
+                error: ReceiveError::ConnectionRefused,
             })?,
             Scheduled::Credit { subscriber } => self.feed(Input::Credit {
                 subscriber,
