@@ -142,9 +142,10 @@ enum Timer {
 
 /// The I/O-free Porthole engine.
 ///
-/// Feed it inputs (`handle_*`, each taking `now` last), then drain
-/// [`poll_action`](Self::poll_action) until it returns `None`, and sleep until
-/// [`poll_timeout`](Self::poll_timeout). See the crate documentation for a full run loop.
+/// Feed it inputs (`handle_*`, each taking `now` last), carry out every action
+/// [`poll_action`](Self::poll_action) hands out, in order, and sleep until
+/// [`poll_timeout`](Self::poll_timeout) or a readable socket. See the crate
+/// documentation for a full run loop.
 #[derive(Debug)]
 pub struct Engine {
     config: Config,
@@ -198,7 +199,9 @@ impl Engine {
 
     // ----- outputs -------------------------------------------------------------
 
-    /// The next action for the runtime, in order. Drain after every input.
+    /// The next action for the runtime, in the order decided. Actions queue up:
+    /// draining after every input or after a batch of inputs yields the same
+    /// actions in the same order; carry out every one of them, in that order.
     #[must_use]
     pub fn poll_action(&mut self) -> Option<Action> {
         let action = self.actions.pop_front();
@@ -529,6 +532,12 @@ impl Engine {
     /// may then leave further datagrams in the kernel's socket buffer for a
     /// moment instead of reading them into a replay ring that would have to let
     /// older ones go. `false` for an unknown binding.
+    ///
+    /// When to resume: only an input ends a backlog (credit returned, a
+    /// subscriber unsubscribed or gone, the binding closed), so ask again after
+    /// every input, and once it is `false` read the socket at once rather than
+    /// wait for readiness: an edge-triggered poller reports no new edge for
+    /// datagrams that were already waiting, and the reader would stall.
     pub fn is_backlogged(&self, id: &BindingId) -> bool {
         self.by_id.get(id).is_some_and(|&key| {
             let b = &self.bindings[key];

@@ -11,122 +11,214 @@
 //! which is what makes the engine testable in simulation (the `sim` module, behind the
 //! `sim` feature) and fuzzable. [`api`] is the HTTP API's codec.
 //!
-//! # A complete run loop over std sockets
+//! # The run loop
+//!
+//! A runtime around the engine does four things, over and over:
+//!
+//! 1. **Carry out every action, in order.** Actions queue up inside the engine
+//!    in the order they were decided; [`Engine::poll_action`] hands them out.
+//!    When you drain makes no difference to what comes out: draining after
+//!    every input, or after a batch of inputs, yields the same actions in the
+//!    same order. What matters is that every action is carried out, in that
+//!    order. An outcome (socket opened, transmitted, ...) goes back in as an
+//!    input, whose own actions join the end of the queue.
+//! 2. **Stream writers return credit** ([`Engine::handle_credit`]) as they
+//!    write events out, and a stream whose client went away is reported once
+//!    with [`Engine::handle_subscriber_gone`]; nothing more is emitted for it.
+//! 3. **Wait for a socket to be readable or for [`Engine::poll_timeout`]**,
+//!    whichever comes first, and feed what was read
+//!    ([`Engine::handle_datagram`], or [`Engine::handle_socket_error`] for a
+//!    failed read). Don't read a binding's socket while
+//!    [`Engine::is_backlogged`] says its subscribers are all behind: its
+//!    datagrams then wait in the kernel instead of pushing older ones out of
+//!    the replay ring. Only an input can end a backlog (credit returned, a
+//!    subscriber gone, a close), so ask again after every input, and when it
+//!    turns `false` read at once without waiting for a new readiness event: an
+//!    edge-triggered poller does not report again the datagrams that were
+//!    already waiting.
+//! 4. **Move time**: when `poll_timeout()` has passed, call
+//!    [`Engine::handle_timeout`]. Leases expire exactly at their deadline (every
+//!    other input fires due timers too).
+//!
+//! To check such a loop against the engine's contract in your own tests, feed
+//! every input through `sim::Checker::step` instead (feature
+//! `sim`): `core/examples/run_loop.rs` is this loop checked that way
+//! (`cargo run -p porthole-core --features sim --example run_loop`).
+//!
+//! Over std sockets, with one binding: a client binds a port with a 1-second
+//! lease and opens two streams, a peer sends three datagrams, the second
+//! stream's client goes away, the first stream's writer is slow (a delivery
+//! window of 2), so the reader pauses; nobody renews the lease, so the binding
+//! expires after a second and the loop ends.
 //!
 //! ```
-//! use std::collections::HashMap;
+//! use std::collections::{HashMap, VecDeque};
+//! use std::io;
 //! use std::net::UdpSocket;
 //! use std::time::{Duration, Instant, SystemTime};
 //!
-//! use bytes::Bytes;
 //! use porthole_core::{
-//!     Action, BindParams, Command, Config, Engine, Event, OpenError, Reply, RequestId,
-//!     SubscribeParams, TransmitError, WallClock,
+//!     Action, BindParams, BindingId, Bytes, CloseReason, Command, Config, Engine, Event,
+//!     OpenError, ReceiveError, Reply, RequestId, SubscribeParams, SubscriberId, TransmitError,
+//!     WallClock,
 //! };
 //!
+//! fn payload(event: Event) -> Option<Bytes> {
+//!     match event {
+//!         Event::Datagram(d) => Some(d.payload),
+//!         Event::Lagged { .. } => None,
+//!     }
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let wall = WallClock::new(Instant::now(), SystemTime::now());
-//! // In production, seed from the OS; a fixed seed makes runs repeatable.
-//! let mut engine = Engine::new(Config::default(), [42; 32], wall).unwrap();
-//! let mut sockets: HashMap<_, UdpSocket> = HashMap::new();
-//! let mut bound = None;
-//! let mut subscriber = None;
-//! let mut received = Vec::new();
-//!
-//! // A peer that will talk to the leased port.
-//! let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
-//!
-//! engine.handle_command(
-//!     RequestId(1),
-//!     Command::Bind(BindParams::new("127.0.0.1:0".parse().unwrap())),
-//!     Instant::now(),
-//! );
-//!
-//! for _round in 0..200 {
-//!     // 1. Carry out every action; report outcomes back as inputs.
+//! // A small window, so that a slow stream writer backlogs the binding.
+//! let config = Config { delivery_window: 2, ..Config::default() };
+//! // In production, seed from the OS: `Engine::from_os_rng` (feature `os-rng`).
+//! let mut engine = Engine::new(config, [42; 32], wall)?;
+//! // Actions not carried out yet, in the engine's order.
+//! let mut todo: VecDeque<Action> = VecDeque::new();
+//! let drain = |engine: &mut Engine, todo: &mut VecDeque<Action>| {
 //!     while let Some(action) = engine.poll_action() {
+//!         todo.push_back(action);
+//!     }
+//! };
+//!
+//! let mut sockets: HashMap<BindingId, UdpSocket> = HashMap::new();
+//! // Each stream's events written since its last flush.
+//! let mut streams: HashMap<SubscriberId, Vec<Event>> = HashMap::new();
+//! let (mut received, mut ended) = (Vec::new(), Vec::new());
+//! let mut leaving = None;
+//! let (mut idle, mut paused_turns) = (false, 0);
+//! let peer = UdpSocket::bind("127.0.0.1:0")?;
+//! let mut buf = vec![0u8; 65_535];
+//!
+//! let mut bind = BindParams::new("127.0.0.1:0".parse()?);
+//! bind.lease_secs = Some(1);
+//! engine.handle_command(RequestId(1), Command::Bind(bind), Instant::now());
+//! drain(&mut engine, &mut todo);
+//!
+//! loop {
+//!     // 1. Carry out every action, in order; outcomes go back in as inputs.
+//!     while let Some(action) = todo.pop_front() {
+//!         let now = Instant::now();
 //!         match action {
-//!             Action::OpenSocket { binding, addr } => match UdpSocket::bind(addr) {
-//!                 Ok(socket) => {
-//!                     socket.set_nonblocking(true).unwrap();
-//!                     let local = socket.local_addr().unwrap();
-//!                     sockets.insert(binding, socket);
-//!                     engine.handle_socket_opened(binding, local, Instant::now());
+//!             Action::OpenSocket { binding, addr } => {
+//!                 match UdpSocket::bind(addr).and_then(|s| Ok((s.local_addr()?, s))) {
+//!                     Ok((local, socket)) => {
+//!                         sockets.insert(binding, socket);
+//!                         engine.handle_socket_opened(binding, local, now);
+//!                     }
+//!                     Err(e) => engine.handle_socket_failed(binding, OpenError::from_io(&e), now),
 //!                 }
-//!                 Err(e) => engine.handle_socket_failed(binding, OpenError::from_io(&e), Instant::now()),
-//!             },
+//!             }
 //!             Action::CloseSocket { binding } => {
 //!                 sockets.remove(&binding);
 //!             }
 //!             Action::Transmit { request, binding, dest, payload } => {
-//!                 let outcome = sockets[&binding]
-//!                     .send_to(&payload, dest)
-//!                     .map_err(|e| TransmitError::from_io(&e));
-//!                 engine.handle_transmitted(request, outcome, Instant::now());
+//!                 let outcome = match sockets.get(&binding) {
+//!                     Some(socket) => {
+//!                         socket.send_to(&payload, dest).map_err(|e| TransmitError::from_io(&e))
+//!                     }
+//!                     None => Err(TransmitError::Other(io::ErrorKind::NotConnected)),
+//!                 };
+//!                 engine.handle_transmitted(request, outcome, now);
 //!             }
+//!             // Written to the stream's buffer; its credit comes back on flush.
 //!             Action::Deliver { subscriber, event } => {
-//!                 if let Event::Datagram(d) = event {
-//!                     received.push(d.payload);
+//!                 if let Some(stream) = streams.get_mut(&subscriber) {
+//!                     stream.push(event);
 //!                 }
-//!                 // Written out at once, so the credit comes straight back.
-//!                 engine.handle_credit(subscriber, 1, Instant::now());
 //!             }
-//!             Action::EndStream { subscriber, reason } => println!("{subscriber} ended: {reason}"),
-//!             Action::Reply { request, reply } => match reply {
+//!             // The writer flushes what it holds, then closes the stream.
+//!             Action::EndStream { subscriber, reason } => {
+//!                 let events = streams.remove(&subscriber).unwrap_or_default();
+//!                 received.extend(events.into_iter().filter_map(payload));
+//!                 ended.push(reason);
+//!             }
+//!             Action::Reply { reply, .. } => match reply {
 //!                 Reply::Bind(Ok(info)) => {
-//!                     bound = Some(info.local_addr);
-//!                     engine.handle_command(
-//!                         RequestId(2),
-//!                         Command::Subscribe(SubscribeParams::new(info.id)),
-//!                         Instant::now(),
-//!                     );
-//!                     engine.handle_command(
-//!                         RequestId(3),
-//!                         Command::Send {
-//!                             binding: info.id,
-//!                             dest: peer.local_addr().unwrap(),
-//!                             payload: Bytes::from_static(b"hello peer"),
-//!                         },
-//!                         Instant::now(),
-//!                     );
+//!                     for request in [2, 3] {
+//!                         let subscribe = Command::Subscribe(SubscribeParams::new(info.id));
+//!                         engine.handle_command(RequestId(request), subscribe, now);
+//!                     }
+//!                     for datagram in [&b"one"[..], b"two", b"three"] {
+//!                         peer.send_to(datagram, info.local_addr)?;
+//!                     }
 //!                 }
-//!                 Reply::Subscribe(Ok(id)) => subscriber = Some(id),
-//!                 other => println!("reply to {request:?}: {other:?}"),
+//!                 Reply::Subscribe(Ok(id)) => {
+//!                     streams.insert(id, Vec::new());
+//!                     if streams.len() == 2 {
+//!                         leaving = Some(id); // this client will go away
+//!                     }
+//!                 }
+//!                 other => println!("reply: {other:?}"),
 //!             },
 //!         }
+//!         drain(&mut engine, &mut todo);
 //!     }
-//!     if received.len() == 1 {
-//!         engine.handle_command(RequestId(4), Command::Shutdown, Instant::now());
+//!     if sockets.is_empty() {
+//!         break; // the lease ran out
+//!     }
+//!
+//!     // 2. A client that went away is reported once. Writers flush, returning
+//!     //    credit; these are slow: only when the reader waits or is paused.
+//!     if let Some(gone) = leaving.take() {
+//!         streams.remove(&gone);
+//!         engine.handle_subscriber_gone(gone, Instant::now());
+//!     }
+//!     let backlogged = sockets.keys().any(|b| engine.is_backlogged(b));
+//!     paused_turns += usize::from(backlogged);
+//!     for (&subscriber, events) in streams.iter_mut() {
+//!         if (idle || backlogged) && !events.is_empty() {
+//!             let credit = u32::try_from(events.len()).unwrap_or(u32::MAX);
+//!             received.extend(events.drain(..).filter_map(payload));
+//!             engine.handle_credit(subscriber, credit, Instant::now());
+//!         }
+//!     }
+//!     drain(&mut engine, &mut todo);
+//!     if !todo.is_empty() {
 //!         continue;
 //!     }
-//!     if engine.is_shut_down() && sockets.is_empty() {
-//!         break;
+//!
+//!     // 3. Wait until the next deadline or a readable socket (with one socket a
+//!     //    read timeout is the wait; with many, mio's `Poll::poll(timeout)`,
+//!     //    epoll or an async select). A backlogged binding is not read.
+//!     let now = Instant::now();
+//!     let wait = engine
+//!         .poll_timeout()
+//!         .map_or(Duration::from_secs(1), |at| at.saturating_duration_since(now))
+//!         .max(Duration::from_millis(1));
+//!     if let Some((&binding, socket)) = sockets.iter().find(|(b, _)| !engine.is_backlogged(b)) {
+//!         socket.set_read_timeout(Some(wait))?;
+//!         idle = false;
+//!         match socket.recv_from(&mut buf) {
+//!             Ok((n, src)) => {
+//!                 let datagram = Bytes::copy_from_slice(&buf[..n]);
+//!                 engine.handle_datagram(binding, src, datagram, Instant::now());
+//!             }
+//!             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+//!                 idle = true;
+//!             }
+//!             // Typically an ICMP error for an earlier send: counted, the binding stays.
+//!             Err(e) => engine.handle_socket_error(binding, ReceiveError::from_io(&e), Instant::now()),
+//!         }
+//!     } else {
+//!         // Every socket paused: wait for a writer's progress or the deadline.
+//!         std::thread::sleep(wait.min(Duration::from_millis(10)));
 //!     }
 //!
-//!     // 2. Move bytes in: read every socket until it would block.
-//!     let mut buf = [0u8; 65_535];
-//!     for (&binding, socket) in &sockets {
-//!         while let Ok((n, src)) = socket.recv_from(&mut buf) {
-//!             engine.handle_datagram(binding, src, Bytes::copy_from_slice(&buf[..n]), Instant::now());
-//!         }
-//!     }
-//!     // The peer answers what it got through the leased port.
-//!     if let (Some(addr), Some(_)) = (bound, subscriber) {
-//!         peer.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
-//!         if let Ok((n, from)) = peer.recv_from(&mut buf) {
-//!             assert_eq!(from, addr);
-//!             peer.send_to(&buf[..n], addr).unwrap();
-//!         }
-//!     }
-//!
-//!     // 3. Move time in: wake at the next deadline (a real loop would sleep until
-//!     //    `poll_timeout()` or until a socket is readable).
+//!     // 4. Time: every deadline that has passed fires now.
 //!     if engine.poll_timeout().is_some_and(|at| at <= Instant::now()) {
 //!         engine.handle_timeout(Instant::now());
 //!     }
-//!     std::thread::sleep(Duration::from_millis(1));
+//!     drain(&mut engine, &mut todo);
 //! }
-//! assert_eq!(received, vec![Bytes::from_static(b"hello peer")]);
-//! assert!(sockets.is_empty(), "shutdown closed every socket");
+//! assert_eq!(received, ["one", "two", "three"].map(Bytes::from));
+//! assert_eq!(ended, [CloseReason::Expired]);
+//! assert!(paused_turns > 0, "the slow stream paused the reader");
+//! # Ok(())
+//! # }
 //! ```
 
 #![forbid(unsafe_code)]

@@ -44,6 +44,9 @@
 //!
 //! # Checking your own run loop
 //!
+//! One input, then a full drain: that is a [`Checker`] step (see its
+//! documentation for why and how a batching loop feeds it).
+//!
 //! ```
 //! use std::time::{Duration, Instant, SystemTime};
 //! use porthole_core::sim::{Checker, Input};

@@ -358,13 +358,35 @@ struct Tally {
 
 /// Checks the invariants of an [`Engine`] from the outside, step by step.
 ///
-/// A step is one input and the actions drained after it. Either call
-/// [`step`](Self::step), which feeds the input, drains the actions and checks
-/// everything, or call the hooks yourself: [`on_input`](Self::on_input) before
-/// feeding the input, [`on_action`](Self::on_action) for each action drained, and
-/// [`on_drained`](Self::on_drained) once `poll_action` returned `None`. At the end
-/// of a run, once the runtime has reported every outcome the engine asked for,
-/// call [`finish`](Self::finish).
+/// # The step model
+///
+/// A step is **exactly one input, then every action the engine emitted after it**
+/// (until `poll_action` returned `None`). The checker attributes each action to
+/// the input of its step (a reply to the command just fed, a close to the
+/// timeout that expired it), so two inputs must not be fed without a full drain
+/// in between. That costs a run loop nothing: actions queue inside the engine
+/// in order, so draining after every input yields the same actions, in the
+/// same order, as draining after a batch; a loop that batches keeps its own
+/// queue of actions to carry out.
+///
+/// So route every input through [`step`](Self::step), which feeds it, drains
+/// and checks, and returns the actions for your loop to queue and carry out
+/// (an outcome you report while carrying them out is the next step):
+///
+/// ```text
+/// let actions = checker.step(&mut engine, Input::Datagram { binding, src, payload }, now)?;
+/// todo.extend(actions);
+/// ```
+///
+/// `core/examples/run_loop.rs` is the crate documentation's run loop over std
+/// sockets, checked this way. Or call the hooks yourself, in this order:
+/// [`on_input`](Self::on_input) before feeding the input,
+/// [`on_action`](Self::on_action) for each action drained, and
+/// [`on_drained`](Self::on_drained) once `poll_action` returned `None`. The
+/// engine's getters are checked at `on_drained`; `now` may stay or move forward
+/// between steps (the checker clamps it like the engine does). At the end of a
+/// run, once the runtime has reported every outcome the engine asked for, call
+/// [`finish`](Self::finish).
 ///
 /// Checked: no datagram is delivered after its binding closed, nor to a subscriber
 /// after its stream ended; every socket reported opened is closed exactly once (and
