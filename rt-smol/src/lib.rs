@@ -14,7 +14,7 @@
 //!
 //! [`serve`] and [`start`] spawn on smol's global executor. A program that runs
 //! its own [`Executor`] hands it to [`SmolRuntime::with_executor`] and starts
-//! [`Server`] or [`Porthole`] with that (see `examples/embed.rs`).
+//! [`Server`] or [`Porthole`] with that (see `examples/embed_smol.rs`).
 
 #![forbid(unsafe_code)]
 

@@ -1,10 +1,13 @@
 //! A daemon that already runs its own hyper server and mounts the Porthole API
 //! under its router, next to its own routes, instead of running a second server.
 //!
+//! It listens on a free port of 127.0.0.1 and prints the address; then, with
+//! that address as `$ADDR`:
+//!
 //! ```text
-//! cargo run -p porthole-tokio --example embed
-//! curl -s http://127.0.0.1:8080/health
-//! curl -s -X POST http://127.0.0.1:8080/v1/udp/bind -d '{}'
+//! cargo run -p porthole-tokio --example embed_tokio
+//! curl -s http://$ADDR/health
+//! curl -s -X POST http://$ADDR/v1/udp/bind -d '{}'
 //! ```
 
 use std::convert::Infallible;
@@ -42,7 +45,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Porthole's engine and driver, without a listener of their own.
     let porthole = porthole_tokio::start(Config::default(), HttpConfig::default())?;
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+    // Port 0: any free port, so the example never collides with a daemon.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     println!("daemon listening on http://{}", listener.local_addr()?);
     loop {
         let (stream, _) = tokio::select! {

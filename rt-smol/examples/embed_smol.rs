@@ -2,17 +2,21 @@
 //! on it: Porthole's tasks share the program's executor threads with the
 //! program's own tasks, and the program decides when everything stops.
 //!
+//! It listens on a free port of 127.0.0.1 and prints the address; then, with
+//! that address as `$ADDR`:
+//!
 //! ```text
-//! cargo run -p porthole-smol --example embed
-//! curl -s -X POST http://127.0.0.1:7447/v1/udp/bind -d '{}'
+//! cargo run -p porthole-smol --example embed_smol
+//! curl -s -X POST http://$ADDR/v1/udp/bind -d '{}'
 //! ```
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
 use async_executor::Executor;
-use porthole_smol::{Server, ServerConfig, SmolRuntime};
+use porthole_smol::{Listen, Server, ServerConfig, SmolRuntime};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The program's executor, run on two threads of its own until `stop` closes.
@@ -32,7 +36,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Porthole on the program's executor.
     let runtime = Arc::new(SmolRuntime::with_executor(Arc::clone(&executor)));
-    let server = Server::start(runtime, ServerConfig::default())?;
+    // Port 0: any free port, not the daemon's default 7447.
+    let config = ServerConfig {
+        listen: vec![Listen::Tcp(SocketAddr::from(([127, 0, 0, 1], 0)))],
+        ..ServerConfig::default()
+    };
+    let server = Server::start(runtime, config)?;
     println!("porthole listening on http://{}", server.local_addr());
 
     // One of the program's own tasks, next to Porthole's: it watches the bindings.
