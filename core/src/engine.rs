@@ -373,6 +373,16 @@ impl Engine {
             // Every binding together holds all the memory allowed: the newest
             // datagram goes, counted, rather than one another binding holds.
             b.counters.dropped_memory += 1;
+            // It never gets a sequence number, so no stream can see a gap:
+            // each is told in its next `lagged` notice, as for kernel drops.
+            for i in 0..b.subscribers.len() {
+                let id = b.subscribers[i];
+                if let Some(s) = self.subscribers.get_mut(&id) {
+                    s.missed = s.missed.saturating_add(1);
+                    b.counters.missed += 1;
+                    s.pump(id, b, &mut self.actions, &mut self.buffered);
+                }
+            }
             return;
         }
         b.counters.pending += 1;

@@ -2220,6 +2220,33 @@ fn datagrams_beyond_the_memory_cap_are_dropped_and_counted() {
 }
 
 #[test]
+fn streams_hear_of_datagrams_dropped_for_memory_in_their_next_lagged() {
+    let mut h = Harness::with_config(Config {
+        max_buffered_bytes: 150,
+        ..Config::default()
+    });
+    let b = h.bind_loopback(Duration::ZERO).id;
+    let s = h.subscribe(b, Duration::ZERO);
+    h.engine
+        .handle_datagram(b, peer(), payload_of(100), h.at(ms(1)));
+    assert_eq!(h.drain().len(), 1, "delivered, and in flight");
+    // 100 in the ring and 100 in flight: the next one passes the cap.
+    h.engine
+        .handle_datagram(b, peer(), payload_of(10), h.at(ms(2)));
+    let actions = h.drain();
+    assert_eq!(
+        actions,
+        vec![Action::Deliver {
+            subscriber: s,
+            event: Event::Lagged { missed: 1 }
+        }]
+    );
+    let c = h.engine.binding(&b).unwrap().counters;
+    assert_eq!((c.dropped_memory, c.missed), (1, 1));
+    h.assert_counters_balance();
+}
+
+#[test]
 fn deliveries_in_flight_count_until_their_credit_returns() {
     let mut h = Harness::with_config(Config {
         ring_datagrams: 1,

@@ -158,9 +158,10 @@ pub enum Violation {
         got: u64,
     },
     /// A subscriber got a datagram, or a `lagged` notice too small, while
-    /// datagrams the kernel dropped after it subscribed were not reported to it.
-    #[error("{subscriber} was not told of {missed} datagrams the kernel dropped")]
-    KernelDropsUnreported {
+    /// datagrams dropped before they were numbered (by the kernel or for
+    /// memory) after it subscribed were not reported to it.
+    #[error("{subscriber} was not told of {missed} datagrams dropped before they were numbered (by the kernel or for memory)")]
+    UnnumberedDropsUnreported {
         /// The subscriber.
         subscriber: SubscriberId,
         /// Kernel drops it should have been told of.
@@ -299,9 +300,10 @@ struct LiveSubscriber {
     next: u64,
     /// Missed datagrams reported by `lagged` since the last datagram.
     lagged: u64,
-    /// Datagrams the kernel dropped since it subscribed, not yet reported by
-    /// a `lagged` notice (which must come before its next datagram).
-    kernel_missed: u64,
+    /// Datagrams dropped before they got a sequence number (by the kernel,
+    /// or for memory) since it subscribed, not yet reported by a `lagged`
+    /// notice (which must come before its next datagram).
+    unnumbered_missed: u64,
     idle: bool,
 }
 
@@ -535,6 +537,12 @@ impl Checker {
                     }
                     if self.buffered + payload.len() > self.config.max_buffered_bytes {
                         self.tally.dropped_memory += 1;
+                        // Never numbered: each stream is owed a notice, as for kernel drops.
+                        for id in &b.subscribers {
+                            if let Some(s) = self.subscribers.get_mut(id) {
+                                s.unnumbered_missed = s.unnumbered_missed.saturating_add(1);
+                            }
+                        }
                     } else {
                         b.ring_bytes += payload.len();
                         self.buffered += payload.len();
@@ -570,7 +578,7 @@ impl Checker {
                     self.tally.dropped_kernel += count;
                     for id in &b.subscribers {
                         if let Some(s) = self.subscribers.get_mut(id) {
-                            s.kernel_missed = s.kernel_missed.saturating_add(*count);
+                            s.unnumbered_missed = s.unnumbered_missed.saturating_add(*count);
                         }
                     }
                 }
@@ -825,20 +833,20 @@ impl Checker {
         };
         s.in_flight.push_back(bytes);
         self.buffered += bytes;
-        let unreported = Violation::KernelDropsUnreported {
+        let unreported = Violation::UnnumberedDropsUnreported {
             subscriber,
-            missed: s.kernel_missed,
+            missed: s.unnumbered_missed,
         };
         let d = match event {
             Event::Lagged { missed } => {
                 // A notice reports every kernel drop owed; the rest is a gap
                 // in the sequence numbers.
-                let gap = missed.checked_sub(s.kernel_missed).ok_or(unreported)?;
-                s.kernel_missed = 0;
+                let gap = missed.checked_sub(s.unnumbered_missed).ok_or(unreported)?;
+                s.unnumbered_missed = 0;
                 s.lagged = s.lagged.saturating_add(gap);
                 return Ok(());
             }
-            Event::Datagram(_) if s.kernel_missed > 0 => return Err(unreported),
+            Event::Datagram(_) if s.unnumbered_missed > 0 => return Err(unreported),
             Event::Datagram(d) => d,
         };
         let wrong = Violation::WrongDatagram {
@@ -1100,7 +1108,7 @@ impl Checker {
                         in_flight: VecDeque::new(),
                         next,
                         lagged: 0,
-                        kernel_missed: 0,
+                        unnumbered_missed: 0,
                         idle: params.idle_timeout.is_some_and(|d| !d.is_zero()),
                     },
                 );
