@@ -112,6 +112,15 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
+    /// Every reason, for documentation.
+    pub const ALL: [CloseReason; 5] = [
+        CloseReason::Expired,
+        CloseReason::Unbound,
+        CloseReason::Shutdown,
+        CloseReason::Unsubscribed,
+        CloseReason::Idle,
+    ];
+
     /// The wire name.
     pub const fn as_str(self) -> &'static str {
         match self {

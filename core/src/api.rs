@@ -128,33 +128,37 @@ fn is_blank(body: &[u8]) -> bool {
     body.iter().all(u8::is_ascii_whitespace)
 }
 
-/// `POST /v1/udp/bind` body. Every field is optional.
+/// `POST /v1/udp/bind` body. Every field is optional; an empty body means
+/// all defaults.
 // Unknown fields are ignored, as koi-udp ignores them.
-#[derive(Debug, Clone, Deserialize)]
-struct BindRequest {
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BindRequest {
+    /// UDP port to bind; 0 picks any free port.
     #[serde(default)]
-    port: u16,
+    #[cfg_attr(feature = "openapi", schema(maximum = 65535, default = 0))]
+    pub port: u16,
+    /// IP address to bind (`127.0.0.1`, `::1`, `[::1]`); default `127.0.0.1`.
+    /// Anything but loopback needs `allow_remote`.
     #[serde(default)]
-    addr: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(example = "127.0.0.1"))]
+    pub addr: Option<String>,
+    /// Lease in seconds; missing or 0: the server's default; clamped to its maximum.
     #[serde(default)]
-    lease_secs: Option<u64>,
+    pub lease_secs: Option<u64>,
+    /// Bind and send beyond loopback (the server must allow it too).
     #[serde(default)]
-    allow_remote: bool,
+    pub allow_remote: bool,
+    /// Whether datagrams received or sent renew the lease, as a heartbeat does.
     #[serde(default)]
-    renew_on_traffic: bool,
+    pub renew_on_traffic: bool,
 }
 
 /// Decodes a bind body (`{port=0, addr="127.0.0.1", lease_secs=300,
 /// allow_remote=false, renew_on_traffic=false}`; an empty body means all defaults).
 pub fn decode_bind(body: &[u8]) -> Result<BindParams, RequestError> {
     let req: BindRequest = if is_blank(body) {
-        BindRequest {
-            port: 0,
-            addr: None,
-            lease_secs: None,
-            allow_remote: false,
-            renew_on_traffic: false,
-        }
+        BindRequest::default()
     } else {
         serde_json::from_slice(body).map_err(json_error)?
     };
@@ -182,10 +186,15 @@ fn parse_ip(s: &str) -> Result<IpAddr, RequestError> {
 }
 
 /// `POST /v1/udp/send/{id}` body.
-#[derive(Debug, Clone, Deserialize)]
-struct SendRequest {
-    dest: String,
-    payload: String,
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SendRequest {
+    /// Destination `ip:port` (`[v6]:port` for IPv6).
+    #[cfg_attr(feature = "openapi", schema(example = "127.0.0.1:9000"))]
+    pub dest: String,
+    /// The datagram, standard base64 (padding optional).
+    #[cfg_attr(feature = "openapi", schema(format = Byte, example = "aGVsbG8="))]
+    pub payload: String,
 }
 
 /// Decodes a send body (`{dest: "ip:port", payload: "<base64>"}`).
@@ -211,10 +220,12 @@ pub fn parse_destination(s: &str) -> Result<SocketAddr, RequestError> {
 }
 
 /// Optional `PUT|POST /v1/udp/heartbeat/{id}` body.
-#[derive(Debug, Clone, Deserialize)]
-struct HeartbeatRequest {
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HeartbeatRequest {
+    /// A new lease in seconds (0: the server's default); missing: keep the current one.
     #[serde(default)]
-    lease_secs: Option<u64>,
+    pub lease_secs: Option<u64>,
 }
 
 /// Decodes a heartbeat body: empty (renew with the current lease) or
@@ -318,14 +329,9 @@ impl JsonResponse {
 
     /// `{"error": code, "message": message}` with the code's status.
     pub fn error(code: ErrorCode, message: &str) -> Self {
-        #[derive(Serialize)]
-        struct ErrorBody<'a> {
-            error: &'static str,
-            message: &'a str,
-        }
         let body = serde_json::to_vec(&ErrorBody {
-            error: code.as_str(),
-            message,
+            error: code,
+            message: message.to_owned(),
         })
         .unwrap_or_else(|_| br#"{"error":"io_error","message":""}"#.to_vec());
         JsonResponse {
@@ -356,38 +362,86 @@ fn formatted(t: SystemTime) -> humantime::Rfc3339Timestamp {
     humantime::format_rfc3339_micros(t)
 }
 
-/// `BindingInfo` as the API shows it: koi-udp's fields, then the extensions.
-#[derive(Serialize)]
-struct BindingInfoBody {
-    id: String,
-    local_addr: String,
-    created_at: String,
-    last_heartbeat: String,
-    lease_secs: u64,
-    allow_remote: bool,
-    renew_on_traffic: bool,
-    expires_at: String,
-    subscribers: usize,
-    buffered_bytes: usize,
-    counters: CountersBody,
+/// Every error answer: `{"error": "<code>", "message": "<human text>"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ErrorBody {
+    /// The code; it also decides the HTTP status.
+    pub error: ErrorCode,
+    /// What went wrong, for a person.
+    pub message: String,
 }
 
-#[derive(Serialize)]
-struct CountersBody {
-    received: u64,
-    received_bytes: u64,
-    delivered: u64,
-    deliveries: u64,
-    pending: u64,
-    dropped_overflow: u64,
-    dropped_memory: u64,
-    dropped_kernel: u64,
-    missed: u64,
-    sent: u64,
-    sent_bytes: u64,
-    send_errors: u64,
-    icmp_errors: u64,
-    recv_errors: u64,
+/// `BindingInfo` as the API shows it (201 to a bind, and in status):
+/// koi-udp's fields, then the extensions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = BindingInfo))]
+pub struct BindingInfoBody {
+    /// The binding's id: a capability, keep it secret.
+    #[cfg_attr(feature = "openapi", schema(format = "uuid"))]
+    pub id: String,
+    /// The bound `ip:port`.
+    #[cfg_attr(feature = "openapi", schema(example = "127.0.0.1:40000"))]
+    pub local_addr: String,
+    /// When it was bound (RFC 3339, UTC).
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
+    pub created_at: String,
+    /// When its lease was last renewed (RFC 3339, UTC).
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
+    pub last_heartbeat: String,
+    /// The lease, in seconds.
+    pub lease_secs: u64,
+    /// Whether it may bind and send beyond loopback.
+    pub allow_remote: bool,
+    /// Whether traffic renews the lease.
+    pub renew_on_traffic: bool,
+    /// When the lease runs out unless renewed (RFC 3339, UTC).
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
+    pub expires_at: String,
+    /// Open streams.
+    pub subscribers: usize,
+    /// Payload bytes held: the replay ring plus deliveries in flight.
+    pub buffered_bytes: usize,
+    /// What happened to its datagrams.
+    pub counters: CountersBody,
+}
+
+/// A binding's counters. `received == delivered + pending + dropped_overflow +
+/// dropped_memory`: nothing is lost silently.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = Counters))]
+pub struct CountersBody {
+    /// Datagrams received on the socket.
+    pub received: u64,
+    /// Bytes received on the socket.
+    pub received_bytes: u64,
+    /// Received datagrams delivered to at least one stream.
+    pub delivered: u64,
+    /// Datagram events written to streams (once per stream).
+    pub deliveries: u64,
+    /// Datagrams waiting in the replay ring for a first stream.
+    pub pending: u64,
+    /// Datagrams pushed out of the full ring before any stream got them.
+    pub dropped_overflow: u64,
+    /// Datagrams dropped because all bindings together held the memory cap.
+    pub dropped_memory: u64,
+    /// Datagrams the kernel dropped before they were read (its receive
+    /// buffer was full); never received, so outside the sum above.
+    pub dropped_kernel: u64,
+    /// Datagrams slow streams missed (reported to them as `lagged`).
+    pub missed: u64,
+    /// Datagrams sent.
+    pub sent: u64,
+    /// Bytes sent.
+    pub sent_bytes: u64,
+    /// Sends that failed.
+    pub send_errors: u64,
+    /// ICMP errors the kernel reported.
+    pub icmp_errors: u64,
+    /// Other receive errors.
+    pub recv_errors: u64,
 }
 
 impl From<&BindingCounters> for CountersBody {
@@ -429,6 +483,72 @@ impl From<&BindingInfo> for BindingInfoBody {
     }
 }
 
+/// `DELETE /v1/udp/bind/{id}`: 200 `{"unbound": id}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UnboundBody {
+    /// The id of the binding that was closed.
+    #[cfg_attr(feature = "openapi", schema(format = "uuid"))]
+    pub unbound: String,
+}
+
+/// `POST /v1/udp/send/{id}`: 200 `{"sent": n}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SentBody {
+    /// Bytes sent (the payload's length).
+    pub sent: usize,
+}
+
+/// `PUT|POST /v1/udp/heartbeat/{id}`: 200 with the renewed lease.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RenewedBody {
+    /// The id of the binding renewed.
+    #[cfg_attr(feature = "openapi", schema(format = "uuid"))]
+    pub renewed: String,
+    /// The lease now in force, in seconds.
+    pub lease_secs: u64,
+    /// The new deadline (RFC 3339, UTC).
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
+    pub expires_at: String,
+}
+
+/// `POST /v1/udp/recv/{id}/ticket`: 200 with a single-use stream ticket.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TicketBody {
+    /// 32 hex digits; open the stream with `?ticket=` once, before it expires.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9a-f]{32}$"))]
+    pub ticket: String,
+    /// The binding whose stream it opens.
+    #[cfg_attr(feature = "openapi", schema(format = "uuid"))]
+    pub binding_id: String,
+    /// When it expires (RFC 3339, UTC).
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
+    pub expires_at: String,
+    /// Seconds it stays valid.
+    pub expires_in_secs: u64,
+}
+
+/// `GET /v1/udp/status`: 200 with every live binding, oldest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StatusBody {
+    /// The live bindings, oldest first.
+    pub bindings: Vec<BindingInfoBody>,
+}
+
+/// Replies no HTTP route answers with (an embedder's commands): typed all the
+/// same, so every JSON the codec writes comes from a struct.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+enum InternalBody {
+    Subscriber { subscriber: u64 },
+    Unsubscribed { unsubscribed: u64 },
+    Shutdown { shutdown: bool },
+}
+
 /// The HTTP response for a command's reply: 201 with `BindingInfo` for a bind,
 /// `{"unbound": id}`, `{"sent": n}`, `{"renewed": id, ...}`, `{"bindings": [...]}`,
 /// or the error's status and `{"error", "message"}` body.
@@ -439,48 +559,104 @@ pub fn encode_reply(reply: &Reply) -> JsonResponse {
     match reply {
         Reply::Bind(Ok(info)) => JsonResponse::ok(201, &BindingInfoBody::from(&**info)),
         Reply::Bind(Err(e)) => err(e),
-        Reply::Unbind(Ok(id)) => {
-            JsonResponse::ok(200, &serde_json::json!({ "unbound": id.to_string() }))
-        }
+        Reply::Unbind(Ok(id)) => JsonResponse::ok(
+            200,
+            &UnboundBody {
+                unbound: id.to_string(),
+            },
+        ),
         Reply::Unbind(Err(e)) => err(e),
-        Reply::Send(Ok(n)) => JsonResponse::ok(200, &serde_json::json!({ "sent": n })),
+        Reply::Send(Ok(n)) => JsonResponse::ok(200, &SentBody { sent: *n }),
         Reply::Send(Err(e)) => err(e),
         Reply::Heartbeat(Ok(info)) => JsonResponse::ok(
             200,
-            &serde_json::json!({
-                "renewed": info.id.to_string(),
-                "lease_secs": info.lease.as_secs(),
-                "expires_at": timestamp(info.expires_at),
-            }),
+            &RenewedBody {
+                renewed: info.id.to_string(),
+                lease_secs: info.lease.as_secs(),
+                expires_at: timestamp(info.expires_at),
+            },
         ),
         Reply::Heartbeat(Err(e)) => err(e),
         Reply::Subscribe(Ok(id)) => {
-            JsonResponse::ok(200, &serde_json::json!({ "subscriber": id.0 }))
+            JsonResponse::ok(200, &InternalBody::Subscriber { subscriber: id.0 })
         }
         Reply::Subscribe(Err(e)) => err(e),
         Reply::Unsubscribe(Ok(id)) => {
-            JsonResponse::ok(200, &serde_json::json!({ "unsubscribed": id.0 }))
+            JsonResponse::ok(200, &InternalBody::Unsubscribed { unsubscribed: id.0 })
         }
         Reply::Unsubscribe(Err(e)) => err(e),
         Reply::Ticket(Ok(t)) => JsonResponse::ok(
             200,
-            &serde_json::json!({
-                "ticket": t.ticket.to_string(),
-                "binding_id": t.binding.to_string(),
-                "expires_at": timestamp(t.expires_at),
-                "expires_in_secs": t.lifetime.as_secs(),
-            }),
+            &TicketBody {
+                ticket: t.ticket.to_string(),
+                binding_id: t.binding.to_string(),
+                expires_at: timestamp(t.expires_at),
+                expires_in_secs: t.lifetime.as_secs(),
+            },
         ),
         Reply::Ticket(Err(e)) => err(e),
-        Reply::Status(all) => {
-            let bindings: Vec<BindingInfoBody> = all.iter().map(BindingInfoBody::from).collect();
-            JsonResponse::ok(200, &serde_json::json!({ "bindings": bindings }))
-        }
-        Reply::Shutdown => JsonResponse::ok(200, &serde_json::json!({ "shutdown": true })),
+        Reply::Status(all) => JsonResponse::ok(
+            200,
+            &StatusBody {
+                bindings: all.iter().map(BindingInfoBody::from).collect(),
+            },
+        ),
+        Reply::Shutdown => JsonResponse::ok(200, &InternalBody::Shutdown { shutdown: true }),
     }
 }
 
 // ----- server-sent events --------------------------------------------------------
+
+// The encoders below write these shapes directly (no serde on the hot path);
+// the types are their schema, and the tests decode the encoders' output into
+// them with unknown fields refused, so the two cannot drift apart.
+
+/// `data` of `event: datagram` (its `id:` is the sequence number).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DatagramEventData {
+    /// The binding that received it.
+    #[cfg_attr(feature = "openapi", schema(format = "uuid"))]
+    pub binding_id: String,
+    /// The sender's `ip:port`.
+    pub src: String,
+    /// The datagram, standard base64.
+    #[cfg_attr(feature = "openapi", schema(format = Byte))]
+    pub payload: String,
+    /// When it arrived (RFC 3339, UTC).
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
+    pub received_at: String,
+}
+
+/// `data` of `event: lagged`: this stream missed `missed` datagrams.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LaggedEventData {
+    /// Datagrams this stream missed since its last event.
+    pub missed: u64,
+}
+
+/// `data` of the final `event: closed`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ClosedEventData {
+    /// Why the stream ended.
+    #[cfg_attr(feature = "openapi", schema(schema_with = close_reason_schema))]
+    pub reason: String,
+}
+
+/// One of [`CloseReason::ALL`]'s wire names.
+#[cfg(feature = "openapi")]
+fn close_reason_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    ObjectBuilder::new()
+        .schema_type(SchemaType::Type(Type::String))
+        .enum_values(Some(CloseReason::ALL.iter().map(|r| r.as_str())))
+        .build()
+}
 
 /// Appends one SSE event for a subscriber: `event: datagram` with `id: <seq>` and
 /// koi-udp's data fields, or `event: lagged` with `{"missed": n}`.
@@ -702,6 +878,64 @@ mod tests {
         let data = text.lines().nth(2).unwrap().strip_prefix("data: ").unwrap();
         let v: serde_json::Value = serde_json::from_str(data).unwrap();
         assert_eq!(v["payload"], "aGVsbG8=");
+    }
+
+    /// The `data:` line of each event in `sse`.
+    fn data_lines(sse: &[u8]) -> Vec<String> {
+        String::from_utf8(sse.to_vec())
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: ").map(str::to_owned))
+            .collect()
+    }
+
+    #[test]
+    fn event_encoders_write_exactly_their_documented_types() {
+        let mut out = Vec::new();
+        encode_datagram(
+            &mut out,
+            &Datagram {
+                binding: info().id,
+                seq: Seq(1),
+                src: "[::1]:9".parse().unwrap(),
+                payload: Bytes::from_static(b"\x00\xff"),
+                received_at: UNIX_EPOCH,
+            },
+        );
+        encode_event(&mut out, &Event::Lagged { missed: 3 });
+        for reason in CloseReason::ALL {
+            encode_closed(&mut out, reason);
+        }
+        let data = data_lines(&out);
+        let d: DatagramEventData = serde_json::from_str(&data[0]).unwrap();
+        assert_eq!((d.src.as_str(), d.payload.as_str()), ("[::1]:9", "AP8="));
+        let l: LaggedEventData = serde_json::from_str(&data[1]).unwrap();
+        assert_eq!(l.missed, 3);
+        for (line, reason) in data[2..].iter().zip(CloseReason::ALL) {
+            let c: ClosedEventData = serde_json::from_str(line).unwrap();
+            assert_eq!(c.reason, reason.as_str());
+        }
+    }
+
+    #[test]
+    fn replies_encode_their_typed_bodies() {
+        let id = info().id;
+        let r = encode_reply(&Reply::Unbind(Ok(id)));
+        let body: UnboundBody = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(body.unbound, id.to_string());
+        let r = encode_reply(&Reply::Send(Ok(5)));
+        assert_eq!(serde_json::from_slice::<SentBody>(&r.body).unwrap().sent, 5);
+        let r = encode_reply(&Reply::Heartbeat(Ok(Box::new(info()))));
+        let body: RenewedBody = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(body.expires_at, "2023-11-14T22:18:20.000000Z");
+        let r = encode_reply(&Reply::Status(vec![info()]));
+        let body: StatusBody = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(body.bindings.len(), 1);
+        let r = encode_reply(&Reply::Shutdown);
+        assert_eq!(r.body, br#"{"shutdown":true}"#);
+        let r = encode_reply(&Reply::Send(Err(SendError::NotFound)));
+        let body: ErrorBody = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(body.error, ErrorCode::NotFound);
     }
 
     #[test]

@@ -148,6 +148,53 @@ impl ErrorCode {
     }
 }
 
+impl ErrorCode {
+    /// The code named `name` on the wire.
+    pub fn from_name(name: &str) -> Option<Self> {
+        ErrorCode::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+}
+
+impl serde::Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ErrorCode {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        ErrorCode::from_name(&name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown error code {name:?}")))
+    }
+}
+
+/// The schema is the table itself: a string, one of the codes of [`ErrorCode::ALL`].
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for ErrorCode {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        ErrorCode::schema_of(&ErrorCode::ALL).into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for ErrorCode {}
+
+#[cfg(feature = "openapi")]
+impl ErrorCode {
+    /// A string schema whose values are `codes`' wire names, for documenting
+    /// which codes one route answers with one status.
+    pub fn schema_of(codes: &[ErrorCode]) -> utoipa::openapi::schema::Schema {
+        use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+        ObjectBuilder::new()
+            .schema_type(SchemaType::Type(Type::String))
+            .enum_values(Some(codes.iter().map(|c| c.as_str())))
+            .description(Some("The error's code; each code has one HTTP status."))
+            .build()
+            .into()
+    }
+}
+
 /// An error that has a place in the [`ErrorCode`] table.
 pub trait ApiError: std::error::Error {
     /// The code (and so the HTTP status) this error is answered with.
