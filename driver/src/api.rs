@@ -65,7 +65,7 @@ impl std::fmt::Debug for Api {
 /// encoded path names no route (`404 route_not_found`) or no binding
 /// (`404 not_found`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Route<'a> {
+pub(crate) enum Route<'a> {
     Bind,
     Unbind(&'a str),
     Recv(&'a str),
@@ -77,7 +77,7 @@ enum Route<'a> {
 }
 
 impl<'a> Route<'a> {
-    fn parse(path: &'a str) -> Option<Self> {
+    pub(crate) fn parse(path: &'a str) -> Option<Self> {
         let rest = path.strip_prefix(codec::PREFIX)?.strip_prefix('/')?;
         let mut segments = rest.split('/');
         let route = match (segments.next(), segments.next(), segments.next()) {
@@ -109,7 +109,7 @@ impl<'a> Route<'a> {
     }
 
     /// The methods the route takes, as the `Allow` header lists them.
-    fn allowed(self) -> &'static str {
+    pub(crate) fn allowed(self) -> &'static str {
         match self {
             Route::Bind | Route::Send(_) | Route::Ticket(_) => "POST",
             Route::Unbind(_) => "DELETE",

@@ -9,6 +9,8 @@
 //! - [`Server`]: the whole daemon (`porthole serve`): a [`Porthole`] plus a listener.
 //! - [`Porthole`]: the engine's driver task without a listener; mount its
 //!   [`Api`] in your own HTTP server.
+//! - `openapi` (feature `openapi`, on by default): the OpenAPI 3.1 document
+//!   the server serves at `GET /openapi.json`.
 //!
 //! The driver decides nothing: every policy, limit and error status comes from
 //! `porthole_core`, and every JSON and SSE byte from [`porthole_core::api`].
@@ -25,6 +27,8 @@ mod edge;
 mod listener;
 mod log;
 mod metrics;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 mod ops;
 mod porthole;
 mod runtime;

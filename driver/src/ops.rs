@@ -1,5 +1,5 @@
 //! The operational side of the HTTP front end, outside `/v1`: `/healthz`,
-//! `/readyz`, `/metrics`; `HEAD` for every `GET` route; and
+//! `/readyz`, `/metrics`, `/openapi.json`; `HEAD` for every `GET` route; and
 //! the per-request metrics and log line.
 //!
 //! [`Api::handle`] wraps everything in [`Observed`] and [`head_as_get`], and
@@ -50,6 +50,8 @@ enum Operational {
     Healthz,
     Readyz,
     Metrics,
+    #[cfg(feature = "openapi")]
+    OpenApi,
 }
 
 impl Operational {
@@ -58,6 +60,8 @@ impl Operational {
             "/healthz" => Some(Operational::Healthz),
             "/readyz" => Some(Operational::Readyz),
             "/metrics" => Some(Operational::Metrics),
+            #[cfg(feature = "openapi")]
+            "/openapi.json" => Some(Operational::OpenApi),
             _ => None,
         }
     }
@@ -96,6 +100,14 @@ pub(crate) async fn answer(api: &Api, request: &Parts) -> Option<Response<ApiBod
             }
         }
         Operational::Metrics => metrics(api, &request.headers).await,
+        // Without auth, like /healthz: the document is the same for every
+        // daemon of this build (no config, ids or tokens in it), and client
+        // generators and API fuzzers fetch it before they hold a token.
+        #[cfg(feature = "openapi")]
+        Operational::OpenApi => json(JsonResponse {
+            status: 200,
+            body: crate::openapi::json().to_vec(),
+        }),
     })
 }
 
@@ -214,6 +226,7 @@ pub(crate) fn template(path: &str) -> &'static str {
         "/healthz" => return "/healthz",
         "/readyz" => return "/readyz",
         "/metrics" => return "/metrics",
+        "/openapi.json" => return "/openapi.json",
         "/v1/udp/bind" => return "/v1/udp/bind",
         "/v1/udp/status" => return "/v1/udp/status",
         _ => {}
