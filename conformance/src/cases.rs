@@ -500,12 +500,13 @@ pub fn unknown_routes_are_404_and_wrong_methods_405(factory: &dyn ServerFactory)
         c.get(path).assert_error(404, "route_not_found");
     }
     let cases = [
-        ("GET", "/v1/udp/bind", "POST"),
-        ("POST", "/v1/udp/status", "GET"),
-        ("GET", "/v1/udp/bind/x", "DELETE"),
-        ("DELETE", "/v1/udp/send/x", "POST"),
-        ("POST", "/v1/udp/recv/x", "GET"),
-        ("GET", "/v1/udp/heartbeat/x", "PUT, POST"),
+        ("GET", "/v1/udp/bind", "POST, OPTIONS"),
+        ("POST", "/v1/udp/status", "GET, HEAD, OPTIONS"),
+        ("GET", "/v1/udp/bind/x", "DELETE, OPTIONS"),
+        ("DELETE", "/v1/udp/send/x", "POST, OPTIONS"),
+        ("POST", "/v1/udp/recv/x", "GET, HEAD, OPTIONS"),
+        ("GET", "/v1/udp/heartbeat/x", "PUT, POST, OPTIONS"),
+        ("DELETE", "/metrics", "GET, HEAD, OPTIONS"),
     ];
     for (method, path, allowed) in cases {
         let response = c.request(method, path, &[], None);

@@ -141,7 +141,7 @@ pub struct BindRequest {
     /// IP address to bind (`127.0.0.1`, `::1`, `[::1]`); default `127.0.0.1`.
     /// Anything but loopback needs `allow_remote`.
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(example = "127.0.0.1"))]
+    #[cfg_attr(feature = "openapi", schema(schema_with = ip_schema))]
     pub addr: Option<String>,
     /// Lease in seconds; missing or 0: the server's default; clamped to its maximum.
     #[serde(default)]
@@ -152,6 +152,63 @@ pub struct BindRequest {
     /// Whether datagrams received or sent renew the lease, as a heartbeat does.
     #[serde(default)]
     pub renew_on_traffic: bool,
+}
+
+/// A bind address: an IPv4 or IPv6 address, or null for the default.
+/// (The decoder also takes `[v6]`, which the schema leaves out.)
+#[cfg(feature = "openapi")]
+fn ip_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{AnyOfBuilder, KnownFormat, ObjectBuilder, SchemaFormat};
+    use utoipa::openapi::schema::{SchemaType, Type};
+    let string = |format| {
+        ObjectBuilder::new()
+            .schema_type(SchemaType::Type(Type::String))
+            .format(Some(SchemaFormat::KnownFormat(format)))
+    };
+    AnyOfBuilder::new()
+        .item(string(KnownFormat::Ipv4))
+        .item(string(KnownFormat::Ipv6))
+        .item(ObjectBuilder::new().schema_type(SchemaType::Type(Type::Null)))
+        .description(Some(
+            "IP address to bind (`127.0.0.1`, `::1`); default `127.0.0.1`. \
+             Anything but loopback needs `allow_remote`.",
+        ))
+        .examples([serde_json::json!("127.0.0.1")])
+        .build()
+        .into()
+}
+
+/// A destination: `a.b.c.d:port` or `[v6]:port`, port 1-65535 (what
+/// [`parse_destination`] takes, without IPv4-in-IPv6 forms and zones).
+#[cfg(feature = "openapi")]
+fn destination_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    const OCTET: &str = "(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])";
+    const H: &str = "[0-9a-fA-F]{1,4}";
+    const PORT: &str =
+        "([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])";
+    let v4 = format!("{OCTET}(\\.{OCTET}){{3}}");
+    let v6 = [
+        format!("({H}:){{7}}{H}"),
+        format!("({H}:){{1,7}}:"),
+        format!("({H}:){{1,6}}:{H}"),
+        format!("({H}:){{1,5}}(:{H}){{1,2}}"),
+        format!("({H}:){{1,4}}(:{H}){{1,3}}"),
+        format!("({H}:){{1,3}}(:{H}){{1,4}}"),
+        format!("({H}:){{1,2}}(:{H}){{1,5}}"),
+        format!("{H}:(:{H}){{1,6}}"),
+        format!(":((:{H}){{1,7}}|:)"),
+    ]
+    .join("|");
+    ObjectBuilder::new()
+        .schema_type(SchemaType::Type(Type::String))
+        .pattern(Some(format!("^({v4}|\\[({v6})\\]):{PORT}$")))
+        .description(Some("Destination `ip:port` (`[v6]:port` for IPv6)."))
+        .examples([
+            serde_json::json!("127.0.0.1:9000"),
+            serde_json::json!("[::1]:9000"),
+        ])
+        .build()
 }
 
 /// Decodes a bind body (`{port=0, addr="127.0.0.1", lease_secs=300,
@@ -190,7 +247,7 @@ fn parse_ip(s: &str) -> Result<IpAddr, RequestError> {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SendRequest {
     /// Destination `ip:port` (`[v6]:port` for IPv6).
-    #[cfg_attr(feature = "openapi", schema(example = "127.0.0.1:9000"))]
+    #[cfg_attr(feature = "openapi", schema(schema_with = destination_schema))]
     pub dest: String,
     /// The datagram, standard base64 (padding optional).
     #[cfg_attr(feature = "openapi", schema(format = Byte, example = "aGVsbG8="))]

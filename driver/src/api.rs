@@ -108,13 +108,14 @@ impl<'a> Route<'a> {
         }
     }
 
-    /// The methods the route takes, as the `Allow` header lists them.
+    /// The methods the route answers, as the `Allow` header lists them:
+    /// `HEAD` with every `GET`, and the `OPTIONS` of a preflight.
     pub(crate) fn allowed(self) -> &'static str {
         match self {
-            Route::Bind | Route::Send(_) | Route::Ticket(_) => "POST",
-            Route::Unbind(_) => "DELETE",
-            Route::Recv(_) | Route::Ws(_) | Route::Status => "GET",
-            Route::Heartbeat(_) => "PUT, POST",
+            Route::Bind | Route::Send(_) | Route::Ticket(_) => "POST, OPTIONS",
+            Route::Unbind(_) => "DELETE, OPTIONS",
+            Route::Recv(_) | Route::Ws(_) | Route::Status => "GET, HEAD, OPTIONS",
+            Route::Heartbeat(_) => "PUT, POST, OPTIONS",
         }
     }
 
@@ -205,9 +206,14 @@ impl Api {
         let mut response = if parts.method == Method::OPTIONS {
             let mut response = Response::new(ApiBody::full(Bytes::new()));
             *response.status_mut() = StatusCode::NO_CONTENT;
+            // The resource's own methods; a path that names none gets every method the API has.
+            let allow = Route::parse(parts.uri.path())
+                .map(Route::allowed)
+                .or_else(|| crate::ops::allowed(parts.uri.path()))
+                .unwrap_or(edge::ALLOW_METHODS);
             response
                 .headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static(edge::ALLOW_METHODS));
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
             if origin.is_some() {
                 edge::preflight(response.headers_mut(), &parts.headers);
             }
@@ -653,6 +659,6 @@ mod tests {
         let route = Route::Heartbeat("x");
         assert!(route.takes(&Method::PUT) && route.takes(&Method::POST));
         assert!(!route.takes(&Method::GET));
-        assert_eq!(route.allowed(), "PUT, POST");
+        assert_eq!(route.allowed(), "PUT, POST, OPTIONS");
     }
 }

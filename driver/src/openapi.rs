@@ -203,21 +203,6 @@ impl Op {
         self
     }
 
-    fn with_id(mut self) -> Self {
-        self.params.push(
-            ParameterBuilder::new()
-                .name("id")
-                .parameter_in(ParameterIn::Path)
-                .required(Required::True)
-                .description(Some("The binding's id (a version-4 UUID)."))
-                .schema(Some(string_schema(Some(SchemaFormat::Custom(
-                    "uuid".to_owned(),
-                )))))
-                .build(),
-        );
-        self
-    }
-
     fn build(self) -> Operation {
         let mut responses =
             ResponsesBuilder::new().response(self.success.0.to_string(), self.success.1);
@@ -367,6 +352,18 @@ fn path_item(path: &str) -> PathItem {
     ops.extend(gets.into_iter().map(|op| (HttpMethod::Head, op)));
     ops.push((HttpMethod::Options, preflight(path)));
     let mut item = utoipa::openapi::path::PathItemBuilder::new();
+    if path.contains("{id}") {
+        // On the path item, so that every method (the preflight too) has it.
+        item = item.parameters(Some([ParameterBuilder::new()
+            .name("id")
+            .parameter_in(ParameterIn::Path)
+            .required(Required::True)
+            .description(Some("The binding's id (a version-4 UUID)."))
+            .schema(Some(string_schema(Some(SchemaFormat::Custom(
+                "uuid".to_owned(),
+            )))))
+            .build()]));
+    }
     for (method, op) in ops {
         item = item.operation(method, op);
     }
@@ -407,7 +404,6 @@ fn v1_operations(route: Route<'_>) -> Vec<(HttpMethod, Operation)> {
                 (200, json_response("The binding is closed.", schema_ref::<UnboundBody>())),
             )
             .v1(&[E::NotFound])
-            .with_id()
             .build(),
         )],
         Route::Recv(_) => vec![(HttpMethod::Get, recv())],
@@ -419,7 +415,6 @@ fn v1_operations(route: Route<'_>) -> Vec<(HttpMethod, Operation)> {
                 (200, json_response("The ticket.", schema_ref::<TicketBody>())),
             )
             .v1(&[E::NotFound, E::TooManyTickets])
-            .with_id()
             .build(),
         )],
         Route::Send(_) => vec![(
@@ -445,7 +440,6 @@ fn v1_operations(route: Route<'_>) -> Vec<(HttpMethod, Operation)> {
                 E::OutOfResources,
                 E::IoError,
             ])
-            .with_id()
             .body(schema_ref::<SendRequest>(), true)
             .build(),
         )],
@@ -457,7 +451,6 @@ fn v1_operations(route: Route<'_>) -> Vec<(HttpMethod, Operation)> {
                     (200, json_response("The lease is renewed.", schema_ref::<RenewedBody>())),
                 )
                 .v1(&[BODY[0], BODY[1], E::NotFound])
-                .with_id()
                 .body(schema_ref::<HeartbeatRequest>(), false)
                 .build()
             };
@@ -504,8 +497,7 @@ fn recv() -> Operation {
         ErrorCode::NotFound,
         ErrorCode::InvalidParameter,
         ErrorCode::TooManySubscribers,
-    ])
-    .with_id();
+    ]);
     op.params.extend([
         query(
             "idle_for",
@@ -624,7 +616,7 @@ mod tests {
             let item = doc["paths"][path].as_object().expect("a path item");
             let mut documented: Vec<String> = item
                 .keys()
-                .filter(|m| !matches!(m.as_str(), "head" | "options" | "parameters"))
+                .filter(|m| m.as_str() != "parameters")
                 .map(|m| m.to_ascii_uppercase())
                 .collect();
             documented.sort();
@@ -643,6 +635,9 @@ mod tests {
         let mut ids = std::collections::HashSet::new();
         for (path, item) in doc["paths"].as_object().expect("paths") {
             for (method, op) in item.as_object().expect("a path item") {
+                if method == "parameters" {
+                    continue;
+                }
                 let id = op["operationId"].as_str().expect("an operationId");
                 assert!(ids.insert(id.to_owned()), "{method} {path}: {id} twice");
             }

@@ -67,6 +67,14 @@ impl Operational {
     }
 }
 
+/// The methods of the operational routes, as `Allow` lists them.
+const ALLOW: &str = "GET, HEAD, OPTIONS";
+
+/// `Allow` for `path` if it is an operational route.
+pub(crate) fn allowed(path: &str) -> Option<&'static str> {
+    Operational::parse(path).map(|_| ALLOW)
+}
+
 /// Turns `HEAD` into a `GET` marked [`Head`]: every route answers it as the
 /// `GET`, and hyper sends the headers without the body.
 pub(crate) fn head_as_get<B>(request: &mut Request<B>) {
@@ -82,11 +90,11 @@ pub(crate) async fn answer(api: &Api, request: &Parts) -> Option<Response<ApiBod
     if request.method != Method::GET {
         let mut response = json(JsonResponse::from_error(&RequestError::MethodNotAllowed {
             method: request.method.to_string(),
-            allowed: "GET, HEAD",
+            allowed: ALLOW,
         }));
         response
             .headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            .insert(header::ALLOW, HeaderValue::from_static(ALLOW));
         return Some(response);
     }
     Some(match route {
