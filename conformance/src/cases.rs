@@ -35,6 +35,8 @@ impl Running {
         configure(&mut config);
         let server = factory.start(config);
         let client = Client::at(server.target());
+        // Fetched now, while the server is fresh: every response is checked against it.
+        client.openapi();
         Running {
             server: Some(server),
             client,

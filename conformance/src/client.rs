@@ -10,7 +10,10 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+
+use crate::openapi::Document;
 
 /// How long any single read may wait before the test fails.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -95,11 +98,14 @@ impl Write for Conn {
 }
 
 /// A client for one server. Each request uses its own connection
-/// (`Connection: close`).
+/// (`Connection: close`). Every response it receives is checked against the
+/// server's `GET /openapi.json` ([`Document`]), fetched on first use.
 #[derive(Debug, Clone)]
 pub struct Client {
     target: Target,
     headers: Vec<(String, String)>,
+    /// Shared by clones: one server, one document.
+    openapi: Arc<OnceLock<Arc<Document>>>,
 }
 
 /// A complete response.
@@ -184,7 +190,44 @@ impl Client {
         Client {
             target,
             headers: Vec::new(),
+            openapi: Arc::default(),
         }
+    }
+
+    /// The server's OpenAPI document, fetched (without this client's
+    /// headers) the first time.
+    ///
+    /// # Panics
+    ///
+    /// If the server does not serve one.
+    pub fn openapi(&self) -> Arc<Document> {
+        let doc = self.openapi.get_or_init(|| {
+            let raw = format!(
+                "GET /openapi.json HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+                self.host()
+            );
+            let mut wire = Wire::connect(&self.target).expect("connect to fetch /openapi.json");
+            wire.stream
+                .write_all(raw.as_bytes())
+                .expect("send GET /openapi.json");
+            let response = wire.read_response().expect("GET /openapi.json");
+            assert_eq!(
+                (response.status, response.header("content-type")),
+                (200, Some("application/json")),
+                "GET /openapi.json"
+            );
+            let doc = Document::parse(&response.body);
+            doc.check("GET", "/openapi.json", &response);
+            Arc::new(doc)
+        });
+        Arc::clone(doc)
+    }
+
+    /// Checks `response` to `method path` against the document.
+    #[track_caller]
+    fn checked(&self, method: &str, path: &str, response: Response) -> Response {
+        self.openapi().check(method, path, &response);
+        response
     }
 
     /// The same client, sending `name: value` with every request.
@@ -252,21 +295,19 @@ impl Client {
             let (status, headers) = wire.read_head().expect("response head");
             // `Connection: close`: whatever comes before the end is a body it must not have.
             while wire.fill().expect("read to the end") > 0 {}
-            return Response {
+            let response = Response {
                 status,
                 headers,
                 body: std::mem::take(&mut wire.buf),
             };
+            return self.checked(method, path, response);
         }
         self.exchange(&bytes)
     }
 
     /// The request line and headers (without the final empty line).
     pub fn head(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> String {
-        let host = match &self.target {
-            Target::Tcp(addr) => addr.to_string(),
-            Target::Unix(_) => "localhost".to_owned(),
-        };
+        let host = self.host();
         let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
         for (name, value) in self
             .headers
@@ -279,7 +320,17 @@ impl Client {
         head
     }
 
-    /// Writes `raw` as is (ignoring a server that stops reading early) and reads the response.
+    /// The `Host` header for the target.
+    fn host(&self) -> String {
+        match &self.target {
+            Target::Tcp(addr) => addr.to_string(),
+            Target::Unix(_) => "localhost".to_owned(),
+        }
+    }
+
+    /// Writes `raw` as is (ignoring a server that stops reading early) and
+    /// reads the response, checked against the document when `raw` starts
+    /// with a request line.
     ///
     /// # Panics
     ///
@@ -289,8 +340,13 @@ impl Client {
         // A server that answers before reading the whole body (413) may close
         // early; its answer is still there to read.
         let _ = wire.stream.write_all(raw);
-        wire.read_response()
-            .unwrap_or_else(|e| panic!("no response to {:?}: {e}", first_line(raw)))
+        let response = wire
+            .read_response()
+            .unwrap_or_else(|e| panic!("no response to {:?}: {e}", first_line(raw)));
+        match request_line(raw) {
+            Some((method, path)) => self.checked(&method, &path, response),
+            None => response,
+        }
     }
 
     /// Opens `GET path` as an event stream.
@@ -306,14 +362,26 @@ impl Client {
             .write_all(head.as_bytes())
             .expect("send the request");
         let (status, headers) = wire.read_head().expect("response head");
+        let openapi = self.openapi();
         if status != 200 {
             let body = wire.read_body(&headers).expect("error body");
-            return Err(Response {
-                status,
-                headers,
-                body,
-            });
+            return Err(self.checked(
+                "GET",
+                path,
+                Response {
+                    status,
+                    headers,
+                    body,
+                },
+            ));
         }
+        // The head alone (status and media type): the body is checked event by event.
+        let head = Response {
+            status,
+            headers: headers.clone(),
+            body: Vec::new(),
+        };
+        openapi.check("GET", path, &head);
         assert_eq!(
             header(&headers, "transfer-encoding"),
             Some("chunked"),
@@ -325,6 +393,7 @@ impl Client {
             chunks: Chunked::default(),
             text: Vec::new(),
             ended: false,
+            openapi,
         })
     }
 }
@@ -334,6 +403,9 @@ impl Client {
 #[derive(Debug)]
 pub struct RawExchange {
     wire: Wire,
+    /// Its request line's method and path, to check responses against the document.
+    request: Option<(String, String)>,
+    openapi: Arc<Document>,
 }
 
 impl RawExchange {
@@ -349,9 +421,13 @@ impl RawExchange {
             .expect("write the request");
     }
 
-    /// The next response (interim or final).
+    /// The next response (interim or final), checked against the document.
     pub fn response(&mut self) -> io::Result<Response> {
-        self.wire.read_response()
+        let response = self.wire.read_response()?;
+        if let Some((method, path)) = &self.request {
+            self.openapi.check(method, path, &response);
+        }
+        Ok(response)
     }
 }
 
@@ -362,9 +438,26 @@ impl Client {
     ///
     /// If the server cannot be reached.
     pub fn begin(&self, raw: &[u8]) -> RawExchange {
+        let openapi = self.openapi();
         let mut wire = Wire::connect(&self.target).expect("connect to the server");
         wire.stream.write_all(raw).expect("write the request");
-        RawExchange { wire }
+        RawExchange {
+            wire,
+            request: request_line(raw),
+            openapi,
+        }
+    }
+}
+
+/// The method and path of `raw`'s request line, if it has one.
+fn request_line(raw: &[u8]) -> Option<(String, String)> {
+    let line = first_line(raw);
+    let mut words = line.split(' ');
+    match (words.next(), words.next()) {
+        (Some(method), Some(path)) if path.starts_with('/') => {
+            Some((method.to_owned(), path.to_owned()))
+        }
+        _ => None,
     }
 }
 
@@ -607,6 +700,8 @@ pub struct EventStream {
     /// Decoded body not yet split into events.
     text: Vec<u8>,
     ended: bool,
+    /// Each event's data is checked against it.
+    openapi: Arc<Document>,
 }
 
 impl std::fmt::Debug for Wire {
@@ -726,6 +821,7 @@ impl EventStream {
         Some(if fields == 0 {
             Sse::Comment(comment)
         } else {
+            self.openapi.check_event(&event);
             Sse::Event(event)
         })
     }

@@ -14,6 +14,10 @@
 //!
 //! Each case is bounded in time (every read has a timeout) and uses loopback only.
 //!
+//! Every response the [`client`] receives, and every event of every stream, is
+//! checked against the server's own `GET /openapi.json` ([`openapi`]): a
+//! response the document does not describe fails the case.
+//!
 //! The daemon binaries are checked as a user runs them by [`daemon`]'s cases,
 //! with `porthole_conformance::daemon_suite!(env!("CARGO_BIN_EXE_<name>"))`.
 
@@ -22,6 +26,7 @@
 pub mod cases;
 pub mod client;
 pub mod daemon;
+pub mod openapi;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -135,7 +135,7 @@ fn is_blank(body: &[u8]) -> bool {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BindRequest {
     /// UDP port to bind; 0 picks any free port.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole")]
     #[cfg_attr(feature = "openapi", schema(maximum = 65535, default = 0))]
     pub port: u16,
     /// IP address to bind (`127.0.0.1`, `::1`, `[::1]`); default `127.0.0.1`.
@@ -144,7 +144,7 @@ pub struct BindRequest {
     #[cfg_attr(feature = "openapi", schema(schema_with = ip_schema))]
     pub addr: Option<String>,
     /// Lease in seconds; missing or 0: the server's default; clamped to its maximum.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_or_null")]
     pub lease_secs: Option<u64>,
     /// Bind and send beyond loopback (the server must allow it too).
     #[serde(default)]
@@ -152,6 +152,36 @@ pub struct BindRequest {
     /// Whether datagrams received or sent renew the lease, as a heartbeat does.
     #[serde(default)]
     pub renew_on_traffic: bool,
+}
+
+/// A whole number. JSON has one number type and JSON Schema counts `5.0` as
+/// the integer 5, so a whole float is taken as one; fractions, negatives and
+/// values out of `T`'s range are refused.
+fn whole<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    let n = serde_json::Number::deserialize(deserializer)?;
+    let value = n.as_u64().or_else(|| {
+        n.as_f64()
+            // Below 2^64 exactly: `u64::MAX as f64` rounds up to 2^64.
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < 18_446_744_073_709_551_616.0)
+            .map(|f| f as u64)
+    });
+    value
+        .and_then(|v| T::try_from(v).ok())
+        .ok_or_else(|| serde::de::Error::custom(format!("{n} is not a whole number in range")))
+}
+
+/// [`whole`], or `null`.
+fn whole_or_null<'de, D>(deserializer: D) -> Result<Option<u64>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    struct Whole(#[serde(deserialize_with = "whole")] u64);
+    Ok(Option::<Whole>::deserialize(deserializer)?.map(|w| w.0))
 }
 
 /// A bind address: an IPv4 or IPv6 address, or null for the default.
@@ -281,7 +311,7 @@ pub fn parse_destination(s: &str) -> Result<SocketAddr, RequestError> {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HeartbeatRequest {
     /// A new lease in seconds (0: the server's default); missing: keep the current one.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_or_null")]
     pub lease_secs: Option<u64>,
 }
 
@@ -840,6 +870,33 @@ mod tests {
             decode_send(br#"{"dest":"127.0.0.1:9"}"#),
             Err(RequestError::InvalidJson(_))
         ));
+    }
+
+    #[test]
+    fn whole_floats_are_integers_and_fractions_are_not() {
+        let p = decode_bind(br#"{"port": 26426.0, "lease_secs": 30.0}"#).unwrap();
+        assert_eq!((p.addr.port(), p.lease_secs), (26426, Some(30)));
+        for bad in [
+            r#"{"port": 1.5}"#,
+            r#"{"port": 65536.0}"#,
+            r#"{"port": -1}"#,
+            r#"{"lease_secs": -2.0}"#,
+            r#"{"lease_secs": 1e300}"#,
+            r#"{"port": "1"}"#,
+        ] {
+            assert!(
+                matches!(
+                    decode_bind(bad.as_bytes()),
+                    Err(RequestError::InvalidJson(_))
+                ),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            decode_bind(br#"{"lease_secs": null}"#).unwrap().lease_secs,
+            None
+        );
+        assert_eq!(decode_heartbeat(br#"{"lease_secs": 7.0}"#), Ok(Some(7)));
     }
 
     #[test]

@@ -320,6 +320,19 @@ fn preflight(path: &str) -> Operation {
         ),
     );
     op.errors = BOUNDARY.to_vec();
+    if path.contains("{id}") {
+        // The preflight is answered before routing: any segment will do, so
+        // it overrides the path's binding-id parameter with a plain string.
+        op.params.push(
+            ParameterBuilder::new()
+                .name("id")
+                .parameter_in(ParameterIn::Path)
+                .required(Required::True)
+                .description(Some("Any segment: a preflight does not look at it."))
+                .schema(Some(string_schema(None)))
+                .build(),
+        );
+    }
     let mut built = op.build();
     built.operation_id = Some(format!("preflight{}", operation_suffix(path)));
     built
