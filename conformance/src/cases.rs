@@ -15,9 +15,11 @@ use crate::{ServerConfig, ServerFactory, TestServer, Token};
 
 mod channel;
 mod kernel;
+mod openapi;
 mod web;
 pub use channel::*;
 pub use kernel::*;
+pub use openapi::*;
 pub use web::*;
 
 /// A server for one case, shut down when dropped.

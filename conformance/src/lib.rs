@@ -157,6 +157,7 @@ macro_rules! conformance_suite {
             ws_channel_is_guarded_like_the_stream,
             quiet_ws_channel_is_pinged,
             batch_send_answers_one_result_per_datagram,
+            every_documented_operation_answers_as_documented,
         ]);
         // SO_RXQ_OVFL, the kernel's drop count, is Linux's.
         #[cfg(target_os = "linux")]

@@ -53,6 +53,29 @@ impl Document {
         }
     }
 
+    /// Every operation of the document: method (upper case) and path template.
+    pub fn operations(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (template, item) in self.doc["paths"].as_object().into_iter().flatten() {
+            for (method, op) in item.as_object().into_iter().flatten() {
+                if method != "parameters" && op.is_object() {
+                    out.push((method.to_ascii_uppercase(), template.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether `method template`'s success answer is an event stream.
+    pub fn streams(&self, method: &str, template: &str) -> bool {
+        let op = &self.doc["paths"][template][method.to_ascii_lowercase()];
+        op["responses"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .any(|(_, r)| r["content"]["text/event-stream"].is_object())
+    }
+
     /// The path template (`/v1/udp/bind/{id}`) that `path` matches.
     pub fn template(&self, path: &str) -> Option<&str> {
         let path = path.split('?').next().unwrap_or(path);
