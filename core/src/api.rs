@@ -156,7 +156,9 @@ pub struct BindRequest {
 
 /// A whole number. JSON has one number type and JSON Schema counts `5.0` as
 /// the integer 5, so a whole float is taken as one; fractions, negatives and
-/// values out of `T`'s range are refused.
+/// values out of `T`'s range are refused. A whole number past `u64` (JSON
+/// has no limit; the parser hands it over as a float) saturates: it only
+/// stands for "the longest lease", which the engine clamps anyway.
 fn whole<'de, D, T>(deserializer: D) -> Result<T, D::Error>
 where
     D: serde::Deserializer<'de>,
@@ -165,8 +167,8 @@ where
     let n = serde_json::Number::deserialize(deserializer)?;
     let value = n.as_u64().or_else(|| {
         n.as_f64()
-            // Below 2^64 exactly: `u64::MAX as f64` rounds up to 2^64.
-            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < 18_446_744_073_709_551_616.0)
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0)
+            // `as` saturates at u64::MAX.
             .map(|f| f as u64)
     });
     value
@@ -881,7 +883,8 @@ mod tests {
             r#"{"port": 65536.0}"#,
             r#"{"port": -1}"#,
             r#"{"lease_secs": -2.0}"#,
-            r#"{"lease_secs": 1e300}"#,
+            r#"{"lease_secs": 0.5}"#,
+            r#"{"port": 1e300}"#,
             r#"{"port": "1"}"#,
         ] {
             assert!(
@@ -897,6 +900,8 @@ mod tests {
             None
         );
         assert_eq!(decode_heartbeat(br#"{"lease_secs": 7.0}"#), Ok(Some(7)));
+        let huge = br#"{"lease_secs": 157948742463692952903352320}"#;
+        assert_eq!(decode_heartbeat(huge), Ok(Some(u64::MAX)));
     }
 
     #[test]
