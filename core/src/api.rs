@@ -123,6 +123,21 @@ fn json_error(e: serde_json::Error) -> RequestError {
     RequestError::InvalidJson(e.to_string())
 }
 
+/// Decodes a body that must be a JSON object. serde would also fill a struct
+/// from an array (`[5000, "::1"]`, or `[]` for all defaults), which is not
+/// the API; a valid JSON text that starts with `{` is an object.
+fn json_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, RequestError> {
+    let first = body
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+    if first != Some(&b'{') {
+        return Err(RequestError::InvalidJson(
+            "expected a JSON object".to_owned(),
+        ));
+    }
+    serde_json::from_slice(body).map_err(json_error)
+}
+
 /// True for a body that carries nothing (koi clients send no body to heartbeat).
 fn is_blank(body: &[u8]) -> bool {
     body.iter().all(u8::is_ascii_whitespace)
@@ -249,7 +264,7 @@ pub fn decode_bind(body: &[u8]) -> Result<BindParams, RequestError> {
     let req: BindRequest = if is_blank(body) {
         BindRequest::default()
     } else {
-        serde_json::from_slice(body).map_err(json_error)?
+        json_object(body)?
     };
     let ip = match req.addr.as_deref() {
         None => IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -288,7 +303,7 @@ pub struct SendRequest {
 
 /// Decodes a send body (`{dest: "ip:port", payload: "<base64>"}`).
 pub fn decode_send(body: &[u8]) -> Result<(SocketAddr, Bytes), RequestError> {
-    let req: SendRequest = serde_json::from_slice(body).map_err(json_error)?;
+    let req: SendRequest = json_object(body)?;
     let dest = parse_destination(&req.dest)?;
     Ok((dest, decode_payload(&req.payload)?))
 }
@@ -323,7 +338,7 @@ pub fn decode_heartbeat(body: &[u8]) -> Result<Option<u64>, RequestError> {
     if is_blank(body) {
         return Ok(None);
     }
-    let req: HeartbeatRequest = serde_json::from_slice(body).map_err(json_error)?;
+    let req: HeartbeatRequest = json_object(body)?;
     Ok(req.lease_secs)
 }
 
@@ -902,6 +917,23 @@ mod tests {
         assert_eq!(decode_heartbeat(br#"{"lease_secs": 7.0}"#), Ok(Some(7)));
         let huge = br#"{"lease_secs": 157948742463692952903352320}"#;
         assert_eq!(decode_heartbeat(huge), Ok(Some(u64::MAX)));
+    }
+
+    #[test]
+    fn bodies_must_be_json_objects() {
+        for body in [&b"[]"[..], b"[5000]", b" [] ", b"null", b"5", b"\"{}\""] {
+            let text = String::from_utf8_lossy(body);
+            assert!(
+                matches!(decode_bind(body), Err(RequestError::InvalidJson(_))),
+                "{text}"
+            );
+            assert!(decode_heartbeat(body).is_err(), "{text}");
+        }
+        assert!(matches!(
+            decode_send(br#"["127.0.0.1:9", "aGk="]"#),
+            Err(RequestError::InvalidJson(_))
+        ));
+        assert!(decode_bind(b" \n{}").is_ok());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! Nothing here is a copy of the API kept by hand. The schemas are the
 //! codec's own types (`porthole_core::api`, through their `utoipa::ToSchema`
 //! derives); error codes and statuses come from [`ErrorCode`]'s table; the
-//! paths are parsed by the router's own [`Route::parse`] and matched
+//! paths are parsed by the router's own `Route::parse` and matched
 //! exhaustively, so a new route does not compile until it is documented here.
 //! What is hand-written is prose, and which codes each route can answer; the
 //! conformance suite checks every response it receives against the result.
