@@ -60,12 +60,48 @@ pub(crate) fn json() -> &'static [u8] {
     JSON_DOC.get_or_init(|| {
         // Serializing utoipa's plain data types cannot fail; an empty object
         // would fail every client loudly rather than crash the server.
-        serde_json::to_vec(&document()).unwrap_or_else(|_| b"{}".to_vec())
+        let mut doc = serde_json::to_value(document()).unwrap_or_default();
+        fix_link_keys(&mut doc);
+        serde_json::to_vec(&doc).unwrap_or_else(|_| b"{}".to_vec())
     })
 }
 
-/// The OpenAPI 3.1 document of Porthole's HTTP API (what `GET /openapi.json`
-/// serves), for embedders that mount the API in a server of their own.
+/// utoipa 5.5 writes a link's `operationId` as `operation_id`, which no
+/// OpenAPI tool reads: renamed in every response's `links`.
+fn fix_link_keys(doc: &mut serde_json::Value) {
+    // `get_mut`, not indexing: indexing a non-object (a path item's
+    // `parameters` array) panics.
+    let operations = doc
+        .get_mut("paths")
+        .and_then(serde_json::Value::as_object_mut)
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(serde_json::Value::as_object_mut)
+        .flat_map(|item| item.values_mut());
+    for operation in operations {
+        let links = operation
+            .get_mut("responses")
+            .and_then(serde_json::Value::as_object_mut)
+            .into_iter()
+            .flat_map(|r| r.values_mut())
+            .filter_map(|r| {
+                r.get_mut("links")
+                    .and_then(serde_json::Value::as_object_mut)
+            })
+            .flat_map(|links| links.values_mut())
+            .filter_map(serde_json::Value::as_object_mut);
+        for link in links {
+            if let Some(id) = link.remove("operation_id") {
+                link.insert("operationId".to_owned(), id);
+            }
+        }
+    }
+}
+
+/// The OpenAPI 3.1 document of Porthole's HTTP API, for embedders that mount
+/// the API in a server of their own. `GET /openapi.json` serves it, with the
+/// links of the bind's answer spelled `operationId` (utoipa 5.5 serializes
+/// `operation_id`).
 pub fn document() -> OpenApi {
     let mut paths = PathsBuilder::new();
     for path in PATHS {
@@ -273,6 +309,27 @@ fn error_responses(codes: &[ErrorCode]) -> BTreeMap<u16, Response> {
         .collect()
 }
 
+/// The 201 to a bind, with links that feed its `id` to the operations on a
+/// binding (so that tools chain them: bind, then send, renew, unbind). Not to
+/// the stream, which stays open until the binding closes.
+fn new_binding() -> Response {
+    let mut response = json_response("The new binding.", schema_ref::<BindingInfoBody>());
+    for operation in [
+        "unbind",
+        "issueTicket",
+        "send",
+        "heartbeat",
+        "heartbeatPost",
+    ] {
+        let link = utoipa::openapi::link::LinkBuilder::new()
+            .operation_id(operation)
+            .parameter("id", "$response.body#/id")
+            .build();
+        response.links.insert(operation.to_owned(), RefOr::T(link));
+    }
+    response
+}
+
 fn json_response(description: &str, schema: RefOr<Schema>) -> Response {
     ResponseBuilder::new()
         .description(description)
@@ -392,7 +449,7 @@ fn v1_operations(route: Route<'_>) -> Vec<(HttpMethod, Operation)> {
             Op::new(
                 "bind",
                 "Bind a host UDP port (an empty body means all defaults).",
-                (201, json_response("The new binding.", schema_ref::<BindingInfoBody>())),
+                (201, new_binding()),
             )
             .v1(&[
                 BODY[0],
@@ -672,6 +729,27 @@ mod tests {
         assert_eq!(schemas["ErrorCode"]["enum"], serde_json::json!(all));
         for name in ["BindingInfo", "Counters", "ErrorBody", "DatagramEventData"] {
             assert!(schemas[name].is_object(), "{name} is missing");
+        }
+    }
+
+    #[test]
+    fn links_from_a_bind_name_existing_operations() {
+        let doc = doc();
+        let links = doc["paths"]["/v1/udp/bind"]["post"]["responses"]["201"]["links"]
+            .as_object()
+            .expect("links")
+            .clone();
+        let ids: Vec<&str> = doc["paths"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .flat_map(|(_, item)| item.as_object().into_iter().flatten())
+            .filter_map(|(_, op)| op["operationId"].as_str())
+            .collect();
+        assert!(!links.is_empty());
+        for link in links.values() {
+            let target = link["operationId"].as_str().expect("an operationId");
+            assert!(ids.contains(&target), "{target}");
         }
     }
 }

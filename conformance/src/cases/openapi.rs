@@ -72,8 +72,7 @@ pub fn every_documented_operation_answers_as_documented(factory: &dyn ServerFact
     // DELETE last: it closes the binding the others use.
     let mut ordered = operations.clone();
     ordered.sort_by_key(|(method, _)| method == "DELETE");
-    let bind = |client: &Client| client.post("/v1/udp/bind", "{}").expect(201);
-    let binding = bind(&client);
+    let binding = client.post("/v1/udp/bind", "{}").expect(201);
     let id = binding["id"].as_str().expect("id").to_owned();
     let dest = binding["local_addr"].as_str().expect("addr").to_owned();
     for (method, template) in &ordered {
