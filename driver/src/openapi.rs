@@ -179,10 +179,15 @@ fn string_schema(format: Option<SchemaFormat>) -> Schema {
         .into()
 }
 
+/// A `u64` parameter: the server refuses values beyond it (400).
 fn integer_schema() -> Schema {
+    let max = usize::try_from(u64::MAX).map_or(utoipa::Number::Float(u64::MAX as f64), |m| {
+        utoipa::Number::UInt(m)
+    });
     ObjectBuilder::new()
         .schema_type(SchemaType::Type(Type::Integer))
         .minimum(Some(0))
+        .maximum(Some(max))
         .build()
         .into()
 }
@@ -577,7 +582,11 @@ fn recv() -> Operation {
         query(
             "ticket",
             "A ticket from `POST /v1/udp/recv/{id}/ticket`, instead of the token.",
-            string_schema(None),
+            ObjectBuilder::new()
+                .schema_type(SchemaType::Type(Type::String))
+                .pattern(Some("^[0-9a-fA-F]{32}$"))
+                .build()
+                .into(),
         ),
         query(
             "last_event_id",
