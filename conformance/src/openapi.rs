@@ -76,6 +76,12 @@ impl Document {
             .any(|(_, r)| r["content"]["text/event-stream"].is_object())
     }
 
+    /// Whether `method template` answers with `status` when it succeeds.
+    pub fn answers(&self, method: &str, template: &str, status: u16) -> bool {
+        self.doc["paths"][template][method.to_ascii_lowercase()]["responses"][status.to_string()]
+            .is_object()
+    }
+
     /// The path template (`/v1/udp/bind/{id}`) that `path` matches.
     pub fn template(&self, path: &str) -> Option<&str> {
         let path = path.split('?').next().unwrap_or(path);

@@ -114,7 +114,9 @@ impl<'a> Route<'a> {
         match self {
             Route::Bind | Route::Send(_) | Route::Ticket(_) => "POST, OPTIONS",
             Route::Unbind(_) => "DELETE, OPTIONS",
-            Route::Recv(_) | Route::Ws(_) | Route::Status => "GET, HEAD, OPTIONS",
+            Route::Recv(_) | Route::Status => "GET, HEAD, OPTIONS",
+            // A handshake cannot be a HEAD.
+            Route::Ws(_) => "GET, OPTIONS",
             Route::Heartbeat(_) => "PUT, POST, OPTIONS",
         }
     }

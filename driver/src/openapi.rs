@@ -12,9 +12,9 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use porthole_core::api::{
-    BindRequest, BindingInfoBody, ClosedEventData, CountersBody, DatagramEventData, ErrorBody,
-    HeartbeatRequest, LaggedEventData, RenewedBody, SendRequest, SentBody, StatusBody, TicketBody,
-    UnboundBody,
+    BatchResult, BatchResultsBody, BatchSendRequest, BindRequest, BindingInfoBody, ClosedEventData,
+    CountersBody, DatagramEventData, ErrorBody, HeartbeatRequest, LaggedEventData, RenewedBody,
+    SendRequest, SentBody, StatusBody, TicketBody, UnboundBody,
 };
 use porthole_core::ErrorCode;
 use utoipa::openapi::content::ContentBuilder;
@@ -40,11 +40,12 @@ use crate::api::Route;
 const JSON: &str = "application/json";
 
 /// Every path of the API, as documented: `{id}` is the binding id segment.
-pub(crate) const PATHS: [&str; 11] = [
+pub(crate) const PATHS: [&str; 12] = [
     "/v1/udp/bind",
     "/v1/udp/bind/{id}",
     "/v1/udp/recv/{id}",
     "/v1/udp/recv/{id}/ticket",
+    "/v1/udp/ws/{id}",
     "/v1/udp/send/{id}",
     "/v1/udp/heartbeat/{id}",
     "/v1/udp/status",
@@ -150,6 +151,9 @@ fn components() -> utoipa::openapi::Components {
     add::<RenewedBody>(&mut schemas);
     add::<TicketBody>(&mut schemas);
     add::<StatusBody>(&mut schemas);
+    add::<BatchSendRequest>(&mut schemas);
+    add::<BatchResultsBody>(&mut schemas);
+    add::<BatchResult>(&mut schemas);
     add::<DatagramEventData>(&mut schemas);
     add::<LaggedEventData>(&mut schemas);
     add::<ClosedEventData>(&mut schemas);
@@ -335,6 +339,16 @@ fn new_binding() -> Response {
     response
 }
 
+/// Exactly one of `a` and `b`.
+fn one_of(a: RefOr<Schema>, b: RefOr<Schema>) -> RefOr<Schema> {
+    RefOr::T(Schema::OneOf(
+        utoipa::openapi::schema::OneOfBuilder::new()
+            .item(a)
+            .item(b)
+            .build(),
+    ))
+}
+
 fn json_response(description: &str, schema: RefOr<Schema>) -> Response {
     ResponseBuilder::new()
         .description(description)
@@ -419,9 +433,12 @@ fn path_item(path: &str) -> PathItem {
         Some(route) => v1_operations(route),
         None => operational(path),
     };
+    // Every GET has its HEAD, but a WebSocket handshake (101).
     let gets: Vec<Operation> = ops
         .iter()
-        .filter(|(m, _)| matches!(m, HttpMethod::Get))
+        .filter(|(m, op)| {
+            matches!(m, HttpMethod::Get) && !op.responses.responses.contains_key("101")
+        })
         .map(|(_, op)| head_of(op))
         .collect();
     ops.extend(gets.into_iter().map(|op| (HttpMethod::Head, op)));
@@ -482,6 +499,7 @@ fn v1_operations(route: Route<'_>) -> Vec<(HttpMethod, Operation)> {
             .build(),
         )],
         Route::Recv(_) => vec![(HttpMethod::Get, recv())],
+        Route::Ws(_) => vec![(HttpMethod::Get, ws())],
         Route::Ticket(_) => vec![(
             HttpMethod::Post,
             Op::new(
@@ -496,8 +514,16 @@ fn v1_operations(route: Route<'_>) -> Vec<(HttpMethod, Operation)> {
             HttpMethod::Post,
             Op::new(
                 "send",
-                "Send one datagram from the binding's socket.",
-                (200, json_response("The datagram was sent.", schema_ref::<SentBody>())),
+                "Send one datagram (`{dest, payload}`) or a batch (`{\"datagrams\": [...]}`) \
+                 from the binding's socket.",
+                (
+                    200,
+                    json_response(
+                        "One datagram: it was sent (`SentBody`). A batch: one result per \
+                         datagram, in order (`BatchResultsBody`).",
+                        one_of(schema_ref::<SentBody>(), schema_ref::<BatchResultsBody>()),
+                    ),
+                ),
             )
             .v1(&[
                 BODY[0],
@@ -511,11 +537,18 @@ fn v1_operations(route: Route<'_>) -> Vec<(HttpMethod, Operation)> {
                 E::DestinationDenied,
                 E::PermissionDenied,
                 E::PayloadTooLarge,
+                E::TooManyDatagrams,
                 E::DestinationUnreachable,
                 E::OutOfResources,
                 E::IoError,
             ])
-            .body(schema_ref::<SendRequest>(), true)
+            .body(
+                one_of(
+                    schema_ref::<SendRequest>(),
+                    schema_ref::<BatchSendRequest>(),
+                ),
+                true,
+            )
             .build(),
         )],
         Route::Heartbeat(_) => {
@@ -547,16 +580,30 @@ fn v1_operations(route: Route<'_>) -> Vec<(HttpMethod, Operation)> {
     }
 }
 
+/// `GET /v1/udp/ws/{id}`: only the handshake is HTTP; the messages are in
+/// the README (binary datagram frames both ways, JSON notices).
+fn ws() -> Operation {
+    let mut op = Op::new(
+        "ws",
+        "The datagram channel as a WebSocket (RFC 6455 upgrade): datagrams both ways, \
+         with `lagged`, `send_error` and `closed` notices.",
+        (
+            101,
+            ResponseBuilder::new()
+                .description("Switching Protocols: the connection is the channel.")
+                .build(),
+        ),
+    )
+    .v1(&[
+        ErrorCode::NotFound,
+        ErrorCode::InvalidParameter,
+        ErrorCode::TooManySubscribers,
+    ]);
+    op.params.extend(stream_parameters());
+    op.build()
+}
+
 fn recv() -> Operation {
-    let query = |name: &str, description: &str, schema: Schema| {
-        ParameterBuilder::new()
-            .name(name)
-            .parameter_in(ParameterIn::Query)
-            .required(Required::False)
-            .description(Some(description))
-            .schema(Some(schema))
-            .build()
-    };
     let stream = text_response(
         "The stream, until the binding closes: `event: datagram` (`id:` its sequence \
          number, data `DatagramEventData`), `event: lagged` (`LaggedEventData`), a final \
@@ -573,7 +620,22 @@ fn recv() -> Operation {
         ErrorCode::InvalidParameter,
         ErrorCode::TooManySubscribers,
     ]);
-    op.params.extend([
+    op.params.extend(stream_parameters());
+    op.build()
+}
+
+/// The parameters of the stream and the channel: idle time, ticket, resume.
+fn stream_parameters() -> [utoipa::openapi::path::Parameter; 4] {
+    let query = |name: &str, description: &str, schema: Schema| {
+        ParameterBuilder::new()
+            .name(name)
+            .parameter_in(ParameterIn::Query)
+            .required(Required::False)
+            .description(Some(description))
+            .schema(Some(schema))
+            .build()
+    };
+    [
         query(
             "idle_for",
             "End the stream after this many seconds without a datagram (0: never).",
@@ -600,8 +662,7 @@ fn recv() -> Operation {
             .description(Some("Resume after this sequence number."))
             .schema(Some(integer_schema()))
             .build(),
-    ]);
-    op.build()
+    ]
 }
 
 /// The operational routes outside `/v1`.
@@ -731,7 +792,7 @@ mod tests {
             &send["413"]["content"][JSON]["schema"]["allOf"][1]["properties"]["error"]["enum"];
         assert_eq!(
             codes_413,
-            &serde_json::json!(["body_too_large", "payload_too_large"])
+            &serde_json::json!(["body_too_large", "payload_too_large", "too_many_datagrams"])
         );
         let schemas = &doc["components"]["schemas"];
         let all: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
@@ -739,6 +800,10 @@ mod tests {
         for name in ["BindingInfo", "Counters", "ErrorBody", "DatagramEventData"] {
             assert!(schemas[name].is_object(), "{name} is missing");
         }
+        assert_eq!(
+            schemas["BatchSendRequest"]["properties"]["datagrams"]["maxItems"],
+            porthole_core::api::MAX_BATCH_DATAGRAMS
+        );
     }
 
     #[test]

@@ -22,10 +22,43 @@ fn body_for(method: &str, template: &str, dest: &str) -> Option<String> {
     }
 }
 
-/// Sends `method path` (streams are opened and dropped); the client checks
-/// the answer against the document. Returns the status.
-fn exercise(client: &Client, method: &str, path: &str, streams: bool, body: Option<&str>) -> u16 {
-    if streams && method == "GET" {
+/// How a documented operation is exercised.
+#[derive(Clone, Copy)]
+enum Kind {
+    Plain,
+    /// An event stream: opened and dropped.
+    Stream,
+    /// A WebSocket: the handshake, then the connection is dropped.
+    Upgrade,
+}
+
+/// The batch form of a body, where the operation has one: one datagram that
+/// goes and one that the policy refuses (its result is an error in place).
+fn batch_for(method: &str, template: &str, dest: &str) -> Option<String> {
+    (method == "POST" && template == "/v1/udp/send/{id}").then(|| {
+        format!(
+            r#"{{"datagrams": [{{"dest": "{dest}", "payload": "aGk="}},
+                {{"dest": "224.0.0.1:9", "payload": ""}}]}}"#
+        )
+    })
+}
+
+/// Sends `method path`; the client checks the answer against the document.
+/// Returns the status.
+fn exercise(client: &Client, method: &str, path: &str, kind: Kind, body: Option<&str>) -> u16 {
+    if let (Kind::Upgrade, "GET") = (kind, method) {
+        let mut head = client.head(method, path, &[]);
+        head.push_str(
+            "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        );
+        let mut exchange = client.begin(head.as_bytes());
+        return exchange
+            .response()
+            .expect("an answer to the handshake")
+            .status;
+    }
+    if let (Kind::Stream, "GET") = (kind, method) {
         return match client.stream(path, &[]) {
             Ok(stream) => {
                 stream.disconnect();
@@ -58,6 +91,7 @@ pub fn every_documented_operation_answers_as_documented(factory: &dyn ServerFact
         "/v1/udp/bind/{id}",
         "/v1/udp/recv/{id}",
         "/v1/udp/recv/{id}/ticket",
+        "/v1/udp/ws/{id}",
         "/v1/udp/send/{id}",
         "/v1/udp/heartbeat/{id}",
         "/v1/udp/status",
@@ -76,26 +110,36 @@ pub fn every_documented_operation_answers_as_documented(factory: &dyn ServerFact
     let id = binding["id"].as_str().expect("id").to_owned();
     let dest = binding["local_addr"].as_str().expect("addr").to_owned();
     for (method, template) in &ordered {
-        let streams = doc.streams(method, template);
+        let kind = if doc.streams(method, template) {
+            Kind::Stream
+        } else if doc.answers(method, template, 101) {
+            Kind::Upgrade
+        } else {
+            Kind::Plain
+        };
         let body = body_for(method, template, &dest);
         let path = template.replace("{id}", &id);
-        let status = exercise(&client, method, &path, streams, body.as_deref());
+        let status = exercise(&client, method, &path, kind, body.as_deref());
         assert!(status < 400, "{method} {path}: {status}");
         statuses.insert(status);
+        if let Some(batch) = batch_for(method, template, &dest) {
+            let status = exercise(&client, method, &path, kind, Some(&batch));
+            assert_eq!(status, 200, "{method} {path} (batch)");
+        }
         // The same with an id that names nothing, a body that is not JSON,
         // and no token.
         if template.contains("{id}") && method != "OPTIONS" {
             let path = template.replace("{id}", UNKNOWN_ID);
-            statuses.insert(exercise(&client, method, &path, streams, body.as_deref()));
+            statuses.insert(exercise(&client, method, &path, kind, body.as_deref()));
         }
         if body.is_some() {
-            statuses.insert(exercise(&client, method, &path, streams, Some("{")));
+            statuses.insert(exercise(&client, method, &path, kind, Some("{")));
         }
         if template.starts_with("/v1/") || template == "/metrics" {
-            statuses.insert(exercise(anonymous, method, &path, streams, body.as_deref()));
+            statuses.insert(exercise(anonymous, method, &path, kind, body.as_deref()));
         }
     }
-    for class in [200, 201, 204, 400, 401, 404] {
+    for class in [101, 200, 201, 204, 400, 401, 404] {
         assert!(statuses.contains(&class), "no {class} among {statuses:?}");
     }
 }

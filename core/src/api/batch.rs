@@ -9,7 +9,9 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::{decode_payload, json_error, parse_destination, JsonResponse, RequestError};
+#[cfg(doc)]
+use super::SendRequest;
+use super::{decode_payload, json_object, parse_destination, JsonResponse, RequestError};
 use crate::error::{ApiError, ErrorCode, SendError};
 
 /// Most datagrams one batch may carry; more are refused whole with
@@ -65,7 +67,7 @@ fn decode_one(
 /// Decodes a send body: koi-udp's `{dest, payload}` or a batch
 /// `{"datagrams": [{dest, payload}, …]}` of at most [`MAX_BATCH_DATAGRAMS`].
 pub fn decode_send_body(body: &[u8]) -> Result<SendBody, RequestError> {
-    let req: SendOrBatch = serde_json::from_slice(body).map_err(json_error)?;
+    let req: SendOrBatch = json_object(body)?;
     match req.datagrams {
         None => {
             let (dest, payload) = decode_one(req.dest.as_deref(), req.payload.as_deref())?;
@@ -109,14 +111,41 @@ impl ApiError for BatchEntryError {
     }
 }
 
-#[derive(Serialize)]
+/// The batch form of a `POST /v1/udp/send/{id}` body, as documented. The
+/// decoder ([`decode_send_body`]) reads it and [`SendRequest`] in one parse;
+/// the tests check that both types' values decode to their form.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BatchSendRequest {
+    /// The datagrams, sent in order (at most [`MAX_BATCH_DATAGRAMS`]; more:
+    /// `413 too_many_datagrams`).
+    #[cfg_attr(feature = "openapi", schema(max_items = 1024))]
+    pub datagrams: Vec<super::SendRequest>,
+}
+
+/// The answer to a batch send: one result per datagram, in order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BatchResultsBody {
+    /// One per datagram of the request, in its order.
+    pub results: Vec<BatchResult>,
+}
+
+/// What became of one datagram of a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
-enum ResultBody {
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum BatchResult {
+    /// Sent: its length in bytes.
     Sent {
+        /// Bytes sent.
         sent: usize,
     },
+    /// Not sent: the error a single send would have answered with.
     Failed {
-        error: &'static str,
+        /// The code.
+        error: ErrorCode,
+        /// What went wrong, for a person.
         message: String,
     },
 }
@@ -124,17 +153,17 @@ enum ResultBody {
 /// `200 {"results": [{"sent": n} | {"error": code, "message": text}, …]}`,
 /// one result per datagram, in the request's order.
 pub fn encode_batch_results(results: &[Result<usize, BatchEntryError>]) -> JsonResponse {
-    let results: Vec<ResultBody> = results
+    let results = results
         .iter()
         .map(|r| match r {
-            Ok(sent) => ResultBody::Sent { sent: *sent },
-            Err(e) => ResultBody::Failed {
-                error: e.code().as_str(),
+            Ok(sent) => BatchResult::Sent { sent: *sent },
+            Err(e) => BatchResult::Failed {
+                error: e.code(),
                 message: e.to_string(),
             },
         })
         .collect();
-    JsonResponse::ok(200, &serde_json::json!({ "results": results }))
+    JsonResponse::ok(200, &BatchResultsBody { results })
 }
 
 #[cfg(test)]
@@ -208,6 +237,25 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_request_types_decode_to_their_forms() {
+        let one = super::super::SendRequest {
+            dest: "[::1]:9".into(),
+            payload: "aGk=".into(),
+        };
+        let body = serde_json::to_vec(&one).unwrap();
+        assert!(matches!(decode_send_body(&body), Ok(SendBody::One { .. })));
+        let batch = BatchSendRequest {
+            datagrams: vec![one.clone(), one],
+        };
+        let body = serde_json::to_vec(&batch).unwrap();
+        assert!(matches!(decode_send_body(&body), Ok(SendBody::Batch(v)) if v.len() == 2));
+        assert!(matches!(
+            decode_send_body(br#"["127.0.0.1:9", "aGk="]"#),
+            Err(RequestError::InvalidJson(_))
+        ));
+    }
+
+    #[test]
     fn results_line_up_with_the_datagrams() {
         let r = encode_batch_results(&[
             Ok(2),
@@ -219,6 +267,8 @@ mod tests {
             ))),
         ]);
         assert_eq!(r.status, 200);
+        let typed: BatchResultsBody = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(typed.results[0], BatchResult::Sent { sent: 2 });
         let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(v["results"][0], serde_json::json!({"sent": 2}));
         assert_eq!(v["results"][1]["error"], "destination_denied");
