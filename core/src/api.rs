@@ -26,8 +26,8 @@ mod batch;
 pub mod ws;
 
 pub use batch::{
-    decode_send_body, encode_batch_results, BatchEntryError, BatchResult, BatchResultsBody,
-    BatchSendRequest, SendBody, MAX_BATCH_DATAGRAMS,
+    decode_send_body, encode_batch_results, BatchEntry, BatchEntryError, BatchResult,
+    BatchResultsBody, BatchSendRequest, SendBody, MAX_BATCH_DATAGRAMS,
 };
 
 /// Route prefix of the API.

@@ -152,6 +152,7 @@ fn components() -> utoipa::openapi::Components {
     add::<TicketBody>(&mut schemas);
     add::<StatusBody>(&mut schemas);
     add::<BatchSendRequest>(&mut schemas);
+    add::<porthole_core::api::BatchEntry>(&mut schemas);
     add::<BatchResultsBody>(&mut schemas);
     add::<BatchResult>(&mut schemas);
     add::<DatagramEventData>(&mut schemas);
@@ -598,6 +599,35 @@ fn ws() -> Operation {
         ErrorCode::NotFound,
         ErrorCode::InvalidParameter,
         ErrorCode::TooManySubscribers,
+    ]);
+    // The handshake's headers (RFC 6455 §4.1): without them, 400.
+    let header = |name: &str, schema: Schema| {
+        ParameterBuilder::new()
+            .name(name)
+            .parameter_in(ParameterIn::Header)
+            .required(Required::True)
+            .schema(Some(schema))
+            .build()
+    };
+    let one = |value: &str| -> Schema {
+        ObjectBuilder::new()
+            .schema_type(SchemaType::Type(Type::String))
+            .enum_values(Some([value]))
+            .build()
+            .into()
+    };
+    op.params.extend([
+        header("Upgrade", one("websocket")),
+        header("Connection", one("Upgrade")),
+        header("Sec-WebSocket-Version", one("13")),
+        header(
+            "Sec-WebSocket-Key",
+            ObjectBuilder::new()
+                .schema_type(SchemaType::Type(Type::String))
+                .pattern(Some("^[A-Za-z0-9+/]{22}==$"))
+                .build()
+                .into(),
+        ),
     ]);
     op.params.extend(stream_parameters());
     op.build()

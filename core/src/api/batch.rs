@@ -40,15 +40,23 @@ struct SendOrBatch {
     #[serde(default)]
     payload: Option<String>,
     #[serde(default)]
-    datagrams: Option<Vec<Entry>>,
+    datagrams: Option<Vec<BatchEntry>>,
 }
 
-#[derive(Deserialize)]
-struct Entry {
+/// One datagram of a batch. Each is decoded on its own: one without a
+/// field, or with a bad address or payload, gets its error in its place
+/// among the results, and the others go.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BatchEntry {
+    /// Destination `ip:port` (`[v6]:port` for IPv6).
     #[serde(default)]
-    dest: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(examples("127.0.0.1:9000")))]
+    pub dest: Option<String>,
+    /// The datagram, standard base64 (padding optional).
     #[serde(default)]
-    payload: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(examples("aGVsbG8=")))]
+    pub payload: Option<String>,
 }
 
 fn missing(field: &str) -> RequestError {
@@ -112,15 +120,16 @@ impl ApiError for BatchEntryError {
 }
 
 /// The batch form of a `POST /v1/udp/send/{id}` body, as documented. The
-/// decoder ([`decode_send_body`]) reads it and [`SendRequest`] in one parse;
-/// the tests check that both types' values decode to their form.
+/// decoder ([`decode_send_body`]) reads it and [`SendRequest`] in one parse
+/// (its entries are [`BatchEntry`]s); the tests check that both types'
+/// values decode to their form.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BatchSendRequest {
     /// The datagrams, sent in order (at most [`MAX_BATCH_DATAGRAMS`]; more:
     /// `413 too_many_datagrams`).
     #[cfg_attr(feature = "openapi", schema(max_items = 1024))]
-    pub datagrams: Vec<super::SendRequest>,
+    pub datagrams: Vec<BatchEntry>,
 }
 
 /// The answer to a batch send: one result per datagram, in order.
@@ -244,11 +253,18 @@ mod tests {
         };
         let body = serde_json::to_vec(&one).unwrap();
         assert!(matches!(decode_send_body(&body), Ok(SendBody::One { .. })));
+        let entry = BatchEntry {
+            dest: Some(one.dest),
+            payload: Some(one.payload),
+        };
         let batch = BatchSendRequest {
-            datagrams: vec![one.clone(), one],
+            datagrams: vec![entry.clone(), entry, BatchEntry::default()],
         };
         let body = serde_json::to_vec(&batch).unwrap();
-        assert!(matches!(decode_send_body(&body), Ok(SendBody::Batch(v)) if v.len() == 2));
+        let Ok(SendBody::Batch(entries)) = decode_send_body(&body) else {
+            panic!("not a batch");
+        };
+        assert!(entries[0].is_ok() && entries[1].is_ok() && entries[2].is_err());
         assert!(matches!(
             decode_send_body(br#"["127.0.0.1:9", "aGk="]"#),
             Err(RequestError::InvalidJson(_))
