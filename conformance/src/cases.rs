@@ -748,26 +748,18 @@ pub fn keep_alive_comments_flow_on_quiet_streams(factory: &dyn ServerFactory) {
     }
 }
 
-/// A client that stops reading runs out of credit and, once it reads again, gets
-/// `event: lagged` with the number it missed; a client that keeps reading on the
-/// same binding sees every datagram and no lag.
-pub fn slow_subscriber_lags_while_another_keeps_up(factory: &dyn ServerFactory) {
-    const RING: usize = 8;
-    const WINDOW: u32 = 4;
-    const PAYLOAD: usize = 60_000;
-    let server = Running::start(factory, |c| {
-        c.engine.ring_datagrams = RING;
-        c.engine.ring_bytes = 16 * 1024 * 1024;
-        c.engine.delivery_window = WINDOW;
-    });
-    let b = server.bind("{}");
-    let mut fast = server.stream(&b.id);
-    let mut slow = server.stream(&b.id);
+/// Sends 60,000-byte datagrams numbered from 1 to `b` until the deliveries
+/// of a reader that does not read stop moving (its socket and hyper's
+/// buffers are full) and `margin` more passed (so that they left the ring);
+/// `fast` sees each as it is sent. Returns how many were sent.
+fn send_until_the_slow_one_stalls(
+    server: &Running,
+    b: &Binding,
+    margin: u64,
+    mut fast: impl FnMut(u64),
+) -> u64 {
     let peer = peer();
-    let mut payload = vec![0u8; PAYLOAD];
-
-    // Send until the slow stream's deliveries stall (its socket and hyper's
-    // buffers are full) and enough datagrams passed to leave the ring.
+    let mut payload = vec![0u8; 60_000];
     let mut sent: u64 = 0;
     let mut last_slow = u64::MAX;
     let mut stalled_at = None;
@@ -776,19 +768,14 @@ pub fn slow_subscriber_lags_while_another_keeps_up(factory: &dyn ServerFactory) 
         sent += 1;
         payload[..8].copy_from_slice(&sent.to_be_bytes());
         peer.send_to(&payload, b.addr).unwrap();
-        let event = fast.expect_event("datagram");
-        assert_eq!(
-            event.seq(),
-            sent,
-            "the fast stream gets every datagram in order"
-        );
+        fast(sent);
         if sent % 8 == 0 {
             let counters = &server.binding_status(&b.id).unwrap()["counters"];
             let slow_got = counters["deliveries"].as_u64().unwrap() - sent;
             if slow_got == last_slow {
                 let since = *stalled_at.get_or_insert(sent);
-                if sent - since > (RING as u64) + u64::from(WINDOW) {
-                    break;
+                if sent - since > margin {
+                    return sent;
                 }
             } else {
                 stalled_at = None;
@@ -797,9 +784,37 @@ pub fn slow_subscriber_lags_while_another_keeps_up(factory: &dyn ServerFactory) 
         }
         assert!(
             sent < 5_000 && started.elapsed() < Duration::from_secs(60),
-            "the slow stream never stalled"
+            "the slow reader never stalled"
         );
     }
+}
+
+/// A client that stops reading runs out of credit and, once it reads again, gets
+/// `event: lagged` with the number it missed; a client that keeps reading on the
+/// same binding sees every datagram and no lag.
+pub fn slow_subscriber_lags_while_another_keeps_up(factory: &dyn ServerFactory) {
+    const RING: usize = 8;
+    const WINDOW: u32 = 4;
+    let server = Running::start(factory, |c| {
+        c.engine.ring_datagrams = RING;
+        c.engine.ring_bytes = 16 * 1024 * 1024;
+        c.engine.delivery_window = WINDOW;
+    });
+    let b = server.bind("{}");
+    let mut fast = server.stream(&b.id);
+    let mut slow = server.stream(&b.id);
+
+    // Send until the slow stream's deliveries stall (its socket and hyper's
+    // buffers are full) and enough datagrams passed to leave the ring.
+    let sent =
+        send_until_the_slow_one_stalls(&server, &b, RING as u64 + u64::from(WINDOW), |sent| {
+            let event = fast.expect_event("datagram");
+            assert_eq!(
+                event.seq(),
+                sent,
+                "the fast stream gets every datagram in order"
+            );
+        });
 
     // Now the slow client reads: somewhere in its backlog is the lag notice.
     let mut seen = 0;

@@ -575,7 +575,8 @@ fn request_error(e: &RequestError) -> Response<ApiBody> {
     json_response(JsonResponse::from_error(e))
 }
 
-fn json_response(json: JsonResponse) -> Response<ApiBody> {
+/// A JSON answer with its status; every JSON response of the API is made here.
+pub(crate) fn json_response(json: JsonResponse) -> Response<ApiBody> {
     let mut response = Response::new(ApiBody::full(json.body));
     *response.status_mut() =
         StatusCode::from_u16(json.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

@@ -16,7 +16,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use porthole_core::api::{self as codec, JsonResponse, RequestError};
 use porthole_core::{Command, ErrorCode, Reply};
 
-use crate::api::Api;
+use crate::api::{json_response, Api};
 use crate::body::ApiBody;
 use crate::driver::Input;
 use crate::metrics::Metrics;
@@ -88,10 +88,11 @@ pub(crate) fn head_as_get<B>(request: &mut Request<B>) {
 pub(crate) async fn answer(api: &Api, request: &Parts) -> Option<Response<ApiBody>> {
     let route = Operational::parse(request.uri.path())?;
     if request.method != Method::GET {
-        let mut response = json(JsonResponse::from_error(&RequestError::MethodNotAllowed {
-            method: request.method.to_string(),
-            allowed: ALLOW,
-        }));
+        let mut response =
+            json_response(JsonResponse::from_error(&RequestError::MethodNotAllowed {
+                method: request.method.to_string(),
+                allowed: ALLOW,
+            }));
         response
             .headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static(ALLOW));
@@ -112,7 +113,7 @@ pub(crate) async fn answer(api: &Api, request: &Parts) -> Option<Response<ApiBod
         // daemon of this build (no config, ids or tokens in it), and client
         // generators and API fuzzers fetch it before they hold a token.
         #[cfg(feature = "openapi")]
-        Operational::OpenApi => json(JsonResponse {
+        Operational::OpenApi => json_response(JsonResponse {
             status: 200,
             body: crate::openapi::json().to_vec(),
         }),
@@ -122,7 +123,7 @@ pub(crate) async fn answer(api: &Api, request: &Parts) -> Option<Response<ApiBod
 async fn metrics(api: &Api, headers: &hyper::HeaderMap) -> Response<ApiBody> {
     if let Some(token) = api.token() {
         if !token.authorizes(headers) {
-            let mut response = json(JsonResponse::from_error(&RequestError::Unauthorized));
+            let mut response = json_response(JsonResponse::from_error(&RequestError::Unauthorized));
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -145,7 +146,7 @@ async fn metrics(api: &Api, headers: &hyper::HeaderMap) -> Response<ApiBody> {
             );
             response
         }
-        Err(_) => json(JsonResponse::error(
+        Err(_) => json_response(JsonResponse::error(
             ErrorCode::IoError,
             "the metrics could not be encoded",
         )),
@@ -156,7 +157,7 @@ async fn metrics(api: &Api, headers: &hyper::HeaderMap) -> Response<ApiBody> {
 /// without subscribing (a subscriber would take the datagrams waiting in the
 /// ring as delivered).
 pub(crate) async fn head_recv(api: &Api, id: &str) -> Response<ApiBody> {
-    let not_found = || json(JsonResponse::from_error(&RequestError::UnknownBinding));
+    let not_found = || json_response(JsonResponse::from_error(&RequestError::UnknownBinding));
     let Ok(binding) = codec::parse_binding_id(id) else {
         return not_found();
     };
@@ -265,19 +266,8 @@ fn text(status: StatusCode, body: &'static str) -> Response<ApiBody> {
     response
 }
 
-fn json(json: JsonResponse) -> Response<ApiBody> {
-    let mut response = Response::new(ApiBody::full(json.body));
-    *response.status_mut() =
-        StatusCode::from_u16(json.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-}
-
 fn shutting_down() -> Response<ApiBody> {
-    json(JsonResponse::error(
+    json_response(JsonResponse::error(
         ErrorCode::ShuttingDown,
         "the server is shutting down",
     ))

@@ -2,7 +2,7 @@
 //! through a real WebSocket client (tungstenite, blocking).
 
 use std::net::{SocketAddr, UdpSocket};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use porthole_driver::porthole_core::api::ws::{decode_ws_datagram, encode_ws_send, WsDatagram};
 use serde_json::Value;
@@ -10,7 +10,7 @@ use tungstenite::client::IntoClientRequest;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::{Message, WebSocket};
 
-use super::{peer, send_body, wait_until, Binding, Running};
+use super::{peer, send_body, send_until_the_slow_one_stalls, wait_until, Binding, Running};
 use crate::client::{Client, Conn, Response, Target, READ_TIMEOUT};
 use crate::{ServerFactory, Token};
 
@@ -228,7 +228,6 @@ pub fn ws_channel_resumes_after_the_last_event_id(factory: &dyn ServerFactory) {
 pub fn stalled_ws_channel_gets_lagged(factory: &dyn ServerFactory) {
     const RING: usize = 8;
     const WINDOW: u32 = 4;
-    const PAYLOAD: usize = 60_000;
     let server = Running::start(factory, |c| {
         c.engine.ring_datagrams = RING;
         c.engine.ring_bytes = 16 * 1024 * 1024;
@@ -237,39 +236,14 @@ pub fn stalled_ws_channel_gets_lagged(factory: &dyn ServerFactory) {
     let b = server.bind("{}");
     let mut fast = server.channel(&b.id);
     let mut slow = server.channel(&b.id);
-    let peer = peer();
-    let mut payload = vec![0u8; PAYLOAD];
-    let mut sent: u64 = 0;
-    let mut last_slow = u64::MAX;
-    let mut stalled_at = None;
-    let started = Instant::now();
-    loop {
-        sent += 1;
-        payload[..8].copy_from_slice(&sent.to_be_bytes());
-        peer.send_to(&payload, b.addr).unwrap();
-        assert_eq!(
-            fast.expect_datagram().seq.0,
-            sent,
-            "the fast channel gets all"
-        );
-        if sent % 8 == 0 {
-            let counters = &server.binding_status(&b.id).unwrap()["counters"];
-            let slow_got = counters["deliveries"].as_u64().unwrap() - sent;
-            if slow_got == last_slow {
-                let since = *stalled_at.get_or_insert(sent);
-                if sent - since > (RING as u64) + u64::from(WINDOW) {
-                    break;
-                }
-            } else {
-                stalled_at = None;
-            }
-            last_slow = slow_got;
-        }
-        assert!(
-            sent < 5_000 && started.elapsed() < Duration::from_secs(60),
-            "the slow channel never stalled"
-        );
-    }
+    let sent =
+        send_until_the_slow_one_stalls(&server, &b, RING as u64 + u64::from(WINDOW), |sent| {
+            assert_eq!(
+                fast.expect_datagram().seq.0,
+                sent,
+                "the fast channel gets all"
+            );
+        });
     let mut seen = 0;
     let missed = loop {
         match slow.next() {
