@@ -1053,6 +1053,7 @@ pub fn readyz_is_503_while_the_server_drains(factory: &dyn ServerFactory) {
     let client = server.client.clone();
     let running = server.server.take().expect("running");
     let shutdown = thread::spawn(move || running.shutdown());
+    // Every poll is answered, the one accepted just before the drain too.
     wait_until("/readyz to turn 503", || {
         client.get("/readyz").status == 503
     });

@@ -28,6 +28,10 @@ pub const DEFAULT_LISTEN: SocketAddr =
 /// How long [`Server::shutdown`] lets open requests finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// How long a connection accepted just before a drain began has to start its
+/// first request before the drain closes it.
+const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
+
 /// Pause after an accept error such as running out of file descriptors, so
 /// the loop does not spin while the condition lasts.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -285,10 +289,17 @@ async fn serve_connection(
     // A connection that arrives while the server drains gets one answer
     // (503 on /readyz and /v1) and is closed; graceful shutdown would close it unread.
     let draining = drain.is_closed();
+    // Holds a message once the connection's first request has started.
+    let (started_tx, started) = async_channel::bounded::<()>(1);
+    let service = hyper::service::service_fn(move |request| {
+        let _ = started_tx.try_send(());
+        let api = api.clone();
+        async move { Ok::<_, Infallible>(api.handle(request).await) }
+    });
     let connection = http1::Builder::new()
-        .timer(HyperTimer(runtime))
+        .timer(HyperTimer(Arc::clone(&runtime)))
         .keep_alive(!draining)
-        .serve_connection(io, api)
+        .serve_connection(io, service)
         // The WebSocket channel takes the connection over after its 101.
         .with_upgrades();
     futures_lite::pin!(connection);
@@ -300,6 +311,24 @@ async fn serve_connection(
         None
     })
     .await;
+    let finished = match finished {
+        // Accepted just before the drain began, its request not read yet:
+        // graceful shutdown would close it unanswered. Let the request start
+        // (for at most FIRST_REQUEST_GRACE); shutdown then lets it finish.
+        None if started.is_empty() => {
+            let mut grace = runtime.new_timer(runtime.now() + FIRST_REQUEST_GRACE);
+            or(async { Some(connection.as_mut().await) }, async {
+                let _ = or(async { started.recv().await.is_ok() }, async {
+                    sleep(&mut grace).await;
+                    false
+                })
+                .await;
+                None
+            })
+            .await
+        }
+        finished => finished,
+    };
     let result = match finished {
         Some(result) => result,
         None => {
