@@ -18,10 +18,11 @@ use std::io;
 use std::net::UdpSocket;
 use std::time::{Duration, Instant, SystemTime};
 
-use porthole_core::sim::{Checker, Input, Violation};
+use porthole_core::sim::{Checker, Violation};
 use porthole_core::{
-    Action, BindParams, BindingId, Bytes, CloseReason, Command, Config, Engine, Event, OpenError,
-    ReceiveError, Reply, RequestId, SubscribeParams, SubscriberId, TransmitError, WallClock,
+    Action, BindParams, BindingId, Bytes, CloseReason, Command, Config, Engine, Event, Input,
+    OpenError, ReceiveError, Reply, RequestId, SubscribeParams, SubscriberId, TransmitError,
+    WallClock,
 };
 
 /// The engine, its checker, and the actions not carried out yet.

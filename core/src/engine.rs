@@ -19,6 +19,7 @@ use crate::error::{
     TransmitError, UnsubscribeError,
 };
 use crate::id::{BindingId, IdMap, RequestId, SubscriberId};
+use crate::input::Input;
 use crate::lease::Lease;
 use crate::policy;
 use crate::subscriber::Subscriber;
@@ -142,7 +143,7 @@ enum Timer {
 
 /// The I/O-free Porthole engine.
 ///
-/// Feed it inputs (`handle_*`, each taking `now` last), carry out every action
+/// Feed it inputs ([`handle_input`](Self::handle_input), each with its `now`), carry out every action
 /// [`poll_action`](Self::poll_action) hands out, in order, and sleep until
 /// [`poll_timeout`](Self::poll_timeout) or a readable socket. See the crate
 /// documentation for a full run loop.
@@ -222,14 +223,49 @@ impl Engine {
 
     // ----- inputs --------------------------------------------------------------
 
-    /// Time passed: closes every binding whose deadline is `<= now` (reason
+    /// Feeds one input at `now`: the way every input goes in. Its actions come
+    /// out of [`poll_action`](Self::poll_action), after those of earlier inputs.
+    ///
+    /// `now` is clamped to never go back. Every input fires the timers due by
+    /// `now` first, so no input sees a lease whose deadline has passed.
+    ///
+    /// The `handle_*` methods are shorthands for one variant each (no
+    /// [`Input`] value to build): `engine.handle_credit(s, 1, now)` is
+    /// `engine.handle_input(Input::Credit { subscriber: s, credit: 1 }, now)`.
+    pub fn handle_input(&mut self, input: Input, now: Instant) {
+        match input {
+            Input::Command { request, command } => self.handle_command(request, command, now),
+            Input::SocketOpened {
+                binding,
+                local_addr,
+            } => self.handle_socket_opened(binding, local_addr, now),
+            Input::SocketFailed { binding, error } => {
+                self.handle_socket_failed(binding, error, now)
+            }
+            Input::Datagram {
+                binding,
+                src,
+                payload,
+            } => self.handle_datagram(binding, src, payload, now),
+            Input::Transmitted { request, outcome } => {
+                self.handle_transmitted(request, outcome, now)
+            }
+            Input::SocketError { binding, error } => self.handle_socket_error(binding, error, now),
+            Input::KernelDrops { binding, count } => self.handle_kernel_drops(binding, count, now),
+            Input::SubscriberGone { subscriber } => self.handle_subscriber_gone(subscriber, now),
+            Input::Credit { subscriber, credit } => self.handle_credit(subscriber, credit, now),
+            Input::Timeout => self.handle_timeout(now),
+        }
+    }
+
+    /// [`Input::Timeout`]: time passed. Closes every binding whose deadline is `<= now` (reason
     /// `expired`) and ends idle subscribers. Every other input does this first too,
     /// so a command never sees a binding whose deadline has passed.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.advance(now);
     }
 
-    /// A client's command. Its [`Reply`] comes out of `poll_action` with `request`,
+    /// [`Input::Command`]: a client's command. Its [`Reply`] comes out of `poll_action` with `request`,
     /// now or after the I/O outcome it waits for.
     pub fn handle_command(&mut self, request: RequestId, command: Command, now: Instant) {
         let now = self.advance(now);
@@ -286,7 +322,7 @@ impl Engine {
         }
     }
 
-    /// The runtime opened the socket asked for by [`Action::OpenSocket`]; the
+    /// [`Input::SocketOpened`]: the runtime opened the socket asked for by [`Action::OpenSocket`]; the
     /// lease starts now.
     pub fn handle_socket_opened(
         &mut self,
@@ -326,7 +362,8 @@ impl Engine {
         self.reply(opening.request, Reply::Bind(Ok(info)));
     }
 
-    /// The runtime could not open the socket asked for by [`Action::OpenSocket`].
+    /// [`Input::SocketFailed`]: the runtime could not open the socket asked for by
+    /// [`Action::OpenSocket`].
     pub fn handle_socket_failed(&mut self, binding: BindingId, error: OpenError, now: Instant) {
         self.advance(now);
         let Some(opening) = self.opening.remove(&binding) else {
@@ -349,7 +386,7 @@ impl Engine {
         self.reply(opening.request, Reply::Bind(Err(error)));
     }
 
-    /// A datagram arrived on a binding's socket.
+    /// [`Input::Datagram`]: a datagram arrived on a binding's socket.
     pub fn handle_datagram(
         &mut self,
         binding: BindingId,
@@ -408,7 +445,7 @@ impl Engine {
         }
     }
 
-    /// The runtime's outcome for an [`Action::Transmit`]: bytes sent, or why not.
+    /// [`Input::Transmitted`]: the runtime's outcome for an [`Action::Transmit`]: bytes sent, or why not.
     pub fn handle_transmitted(
         &mut self,
         request: RequestId,
@@ -456,7 +493,7 @@ impl Engine {
         self.reply(request, Reply::Send(outcome.map_err(SendError::Transmit)));
     }
 
-    /// A receive on the binding's socket failed. ICMP errors the kernel surfaces
+    /// [`Input::SocketError`]: a receive on the binding's socket failed. ICMP errors the kernel surfaces
     /// (connection refused, unreachable) are counted; the binding stays open.
     pub fn handle_socket_error(&mut self, binding: BindingId, error: ReceiveError, now: Instant) {
         self.advance(now);
@@ -470,7 +507,7 @@ impl Engine {
         }
     }
 
-    /// The kernel dropped `count` datagrams addressed to the binding's socket
+    /// [`Input::KernelDrops`]: the kernel dropped `count` datagrams addressed to the binding's socket
     /// before the socket delivered them (its receive buffer was full). The
     /// runtime learns this from the socket (`SO_RXQ_OVFL` on Linux reports a
     /// cumulative count with each datagram; feed the increase), and reports it
@@ -499,7 +536,7 @@ impl Engine {
         }
     }
 
-    /// The subscriber's stream is gone (the client disconnected). Nothing more is
+    /// [`Input::SubscriberGone`]: the subscriber's stream is gone (the client disconnected). Nothing more is
     /// emitted for it: no `Deliver`, no `EndStream`, not even for a lease that
     /// ran out before `now` and closes in this same call.
     pub fn handle_subscriber_gone(&mut self, subscriber: SubscriberId, now: Instant) {
@@ -509,7 +546,7 @@ impl Engine {
         self.advance(now);
     }
 
-    /// The runtime wrote `credit` of the subscriber's events; it may be sent that
+    /// [`Input::Credit`]: the runtime wrote `credit` of the subscriber's events; it may be sent that
     /// many more. Credit beyond the configured window is ignored.
     pub fn handle_credit(&mut self, subscriber: SubscriberId, credit: u32, now: Instant) {
         self.advance(now);

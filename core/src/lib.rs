@@ -5,9 +5,9 @@
 //! lease with heartbeats; a binding whose lease runs out is closed.
 //!
 //! This crate decides everything and does no I/O: no sockets, no clocks, no
-//! threads. [`Engine`] takes inputs (`handle_*`, each with an explicit `now`)
-//! and emits [`Action`]s for a runtime to carry out; the runtime reports the
-//! outcomes back as inputs. Same seed, same inputs, same `now`s: same actions,
+//! threads. [`Engine`] takes [`Input`]s ([`Engine::handle_input`], each with an
+//! explicit `now`) and emits [`Action`]s for a runtime to carry out; the runtime
+//! reports the outcomes back as inputs. Same seed, same inputs, same `now`s: same actions,
 //! which is what makes the engine testable in simulation (the `sim` module, behind the
 //! `sim` feature) and fuzzable. [`api`] is the HTTP API's codec.
 //!
@@ -22,13 +22,12 @@
 //!    same order. What matters is that every action is carried out, in that
 //!    order. An outcome (socket opened, transmitted, ...) goes back in as an
 //!    input, whose own actions join the end of the queue.
-//! 2. **Stream writers return credit** ([`Engine::handle_credit`]) as they
-//!    write events out, and a stream whose client went away is reported once
-//!    with [`Engine::handle_subscriber_gone`]; nothing more is emitted for it.
+//! 2. **Stream writers return credit** ([`Input::Credit`]) as they write
+//!    events out, and a stream whose client went away is reported once with
+//!    [`Input::SubscriberGone`]; nothing more is emitted for it.
 //! 3. **Wait for a socket to be readable or for [`Engine::poll_timeout`]**,
 //!    whichever comes first, and feed what was read
-//!    ([`Engine::handle_datagram`], or [`Engine::handle_socket_error`] for a
-//!    failed read). Don't read a binding's socket while
+//!    ([`Input::Datagram`], or [`Input::SocketError`] for a failed read). Don't read a binding's socket while
 //!    [`Engine::is_backlogged`] says its subscribers are all behind: its
 //!    datagrams then wait in the kernel instead of pushing older ones out of
 //!    the replay ring. Only an input can end a backlog (credit returned, a
@@ -37,7 +36,7 @@
 //!    edge-triggered poller does not report again the datagrams that were
 //!    already waiting.
 //! 4. **Move time**: when `poll_timeout()` has passed, call
-//!    [`Engine::handle_timeout`]. Leases expire exactly at their deadline (every
+//!    [`Input::Timeout`]. Leases expire exactly at their deadline (every
 //!    other input fires due timers too).
 //!
 //! To check such a loop against the engine's contract in your own tests, feed
@@ -58,7 +57,7 @@
 //! use std::time::{Duration, Instant, SystemTime};
 //!
 //! use porthole_core::{
-//!     Action, BindParams, BindingId, Bytes, CloseReason, Command, Config, Engine, Event,
+//!     Action, BindParams, BindingId, Bytes, CloseReason, Command, Config, Engine, Event, Input,
 //!     OpenError, ReceiveError, Reply, RequestId, SubscribeParams, SubscriberId, TransmitError,
 //!     WallClock,
 //! };
@@ -95,7 +94,8 @@
 //!
 //! let mut bind = BindParams::new("127.0.0.1:0".parse()?);
 //! bind.lease_secs = Some(1);
-//! engine.handle_command(RequestId(1), Command::Bind(bind), Instant::now());
+//! let command = Command::Bind(bind);
+//! engine.handle_input(Input::Command { request: RequestId(1), command }, Instant::now());
 //! drain(&mut engine, &mut todo);
 //!
 //! loop {
@@ -104,13 +104,14 @@
 //!         let now = Instant::now();
 //!         match action {
 //!             Action::OpenSocket { binding, addr } => {
-//!                 match UdpSocket::bind(addr).and_then(|s| Ok((s.local_addr()?, s))) {
-//!                     Ok((local, socket)) => {
+//!                 let input = match UdpSocket::bind(addr).and_then(|s| Ok((s.local_addr()?, s))) {
+//!                     Ok((local_addr, socket)) => {
 //!                         sockets.insert(binding, socket);
-//!                         engine.handle_socket_opened(binding, local, now);
+//!                         Input::SocketOpened { binding, local_addr }
 //!                     }
-//!                     Err(e) => engine.handle_socket_failed(binding, OpenError::from_io(&e), now),
-//!                 }
+//!                     Err(e) => Input::SocketFailed { binding, error: OpenError::from_io(&e) },
+//!                 };
+//!                 engine.handle_input(input, now);
 //!             }
 //!             Action::CloseSocket { binding } => {
 //!                 sockets.remove(&binding);
@@ -122,7 +123,7 @@
 //!                     }
 //!                     None => Err(TransmitError::Other(io::ErrorKind::NotConnected)),
 //!                 };
-//!                 engine.handle_transmitted(request, outcome, now);
+//!                 engine.handle_input(Input::Transmitted { request, outcome }, now);
 //!             }
 //!             // Written to the stream's buffer; its credit comes back on flush.
 //!             Action::Deliver { subscriber, event } => {
@@ -139,8 +140,8 @@
 //!             Action::Reply { reply, .. } => match reply {
 //!                 Reply::Bind(Ok(info)) => {
 //!                     for request in [2, 3] {
-//!                         let subscribe = Command::Subscribe(SubscribeParams::new(info.id));
-//!                         engine.handle_command(RequestId(request), subscribe, now);
+//!                         let command = Command::Subscribe(SubscribeParams::new(info.id));
+//!                         engine.handle_input(Input::Command { request: RequestId(request), command }, now);
 //!                     }
 //!                     for datagram in [&b"one"[..], b"two", b"three"] {
 //!                         peer.send_to(datagram, info.local_addr)?;
@@ -165,7 +166,7 @@
 //!     //    credit; these are slow: only when the reader waits or is paused.
 //!     if let Some(gone) = leaving.take() {
 //!         streams.remove(&gone);
-//!         engine.handle_subscriber_gone(gone, Instant::now());
+//!         engine.handle_input(Input::SubscriberGone { subscriber: gone }, Instant::now());
 //!     }
 //!     let backlogged = sockets.keys().any(|b| engine.is_backlogged(b));
 //!     paused_turns += usize::from(backlogged);
@@ -173,7 +174,7 @@
 //!         if (idle || backlogged) && !events.is_empty() {
 //!             let credit = u32::try_from(events.len()).unwrap_or(u32::MAX);
 //!             received.extend(events.drain(..).filter_map(payload));
-//!             engine.handle_credit(subscriber, credit, Instant::now());
+//!             engine.handle_input(Input::Credit { subscriber, credit }, Instant::now());
 //!         }
 //!     }
 //!     drain(&mut engine, &mut todo);
@@ -194,14 +195,17 @@
 //!         idle = false;
 //!         match socket.recv_from(&mut buf) {
 //!             Ok((n, src)) => {
-//!                 let datagram = Bytes::copy_from_slice(&buf[..n]);
-//!                 engine.handle_datagram(binding, src, datagram, Instant::now());
+//!                 let payload = Bytes::copy_from_slice(&buf[..n]);
+//!                 engine.handle_input(Input::Datagram { binding, src, payload }, Instant::now());
 //!             }
 //!             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
 //!                 idle = true;
 //!             }
 //!             // Typically an ICMP error for an earlier send: counted, the binding stays.
-//!             Err(e) => engine.handle_socket_error(binding, ReceiveError::from_io(&e), Instant::now()),
+//!             Err(e) => {
+//!                 let error = ReceiveError::from_io(&e);
+//!                 engine.handle_input(Input::SocketError { binding, error }, Instant::now());
+//!             }
 //!         }
 //!     } else {
 //!         // Every socket paused: wait for a writer's progress or the deadline.
@@ -210,7 +214,7 @@
 //!
 //!     // 4. Time: every deadline that has passed fires now.
 //!     if engine.poll_timeout().is_some_and(|at| at <= Instant::now()) {
-//!         engine.handle_timeout(Instant::now());
+//!         engine.handle_input(Input::Timeout, Instant::now());
 //!     }
 //!     drain(&mut engine, &mut todo);
 //! }
@@ -233,6 +237,7 @@ mod deadline;
 mod engine;
 mod error;
 mod id;
+mod input;
 mod lease;
 #[cfg(feature = "os-rng")]
 mod os_rng;
@@ -254,6 +259,7 @@ pub use error::{
     SubscribeError, TicketError, TransmitError, UnsubscribeError,
 };
 pub use id::{BindingId, ParseBindingIdError, ParseSeqError, RequestId, Seq, SubscriberId};
+pub use input::Input;
 pub use lease::Lease;
 pub use ticket::{ParseTicketError, Ticket};
 pub use wallclock::WallClock;

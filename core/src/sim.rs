@@ -2,7 +2,7 @@
 //!
 //! Two layers, usable apart:
 //!
-//! - [`Checker`] watches any sequence of [`Input`]s fed to an [`Engine`](crate::Engine)
+//! - [`Checker`] watches any sequence of [`Input`](crate::Input)s fed to an [`Engine`](crate::Engine)
 //!   and the [`Action`](crate::Action)s it emits, and reports the first broken
 //!   invariant as a [`Violation`]: a datagram delivered after its binding closed or
 //!   after its stream ended, a socket closed twice or never, a lease ended early or
@@ -49,8 +49,8 @@
 //!
 //! ```
 //! use std::time::{Duration, Instant, SystemTime};
-//! use porthole_core::sim::{Checker, Input};
-//! use porthole_core::{Action, BindParams, Command, Config, Engine, RequestId, WallClock};
+//! use porthole_core::sim::Checker;
+//! use porthole_core::{Action, BindParams, Command, Config, Engine, Input, RequestId, WallClock};
 //!
 //! let start = Instant::now();
 //! let mut engine =
@@ -77,7 +77,6 @@ mod checker;
 mod client;
 mod clock;
 mod host;
-mod input;
 mod network;
 mod rng;
 mod simulation;
@@ -85,7 +84,6 @@ mod trace;
 
 pub use checker::{Checker, Violation};
 pub use clock::SimClock;
-pub use input::Input;
 pub use network::{InFlight, Network, NetworkConfig, NetworkStats};
 pub use rng::SimRng;
 pub use simulation::{Report, SimConfig, SimError, SimStats, Simulation, StreamsEnded};

@@ -9,11 +9,11 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use porthole_core::sim::{Checker, Input};
+use porthole_core::sim::Checker;
 use porthole_core::{
     Action, ApiError, BindParams, BindingId, CloseReason, Command, Config, Engine, ErrorCode,
-    Event, Lease, OpenError, ReceiveError, Reply, RequestId, Seq, SubscribeParams, SubscriberId,
-    TransmitError, WallClock,
+    Event, Input, Lease, OpenError, ReceiveError, Reply, RequestId, Seq, SubscribeParams,
+    SubscriberId, TransmitError, WallClock,
 };
 use proptest::prelude::*;
 use proptest::sample::select;

@@ -6,10 +6,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use porthole_core::sim::{Checker, Input, SimConfig, SimStats, Simulation, Violation};
+use porthole_core::sim::{Checker, SimConfig, SimStats, Simulation, Violation};
 use porthole_core::{
-    Action, BindParams, BindingId, Command, Config, Counters, Datagram, Engine, Event, Reply,
-    RequestId, Seq, SubscribeParams, SubscriberId, WallClock,
+    Action, BindParams, BindingId, Command, Config, Counters, Datagram, Engine, Event, Input,
+    Reply, RequestId, Seq, SubscribeParams, SubscriberId, WallClock,
 };
 
 /// Seeds swept by `cargo test`. The four seeds that found the `subscriber gone`

@@ -22,7 +22,7 @@ use porthole_core::{
 
 use crate::body::{ApiBody, EventStream};
 use crate::config::HttpConfig;
-use crate::driver::{Input, StreamItem};
+use crate::driver::{StreamItem, ToDriver};
 use crate::edge;
 use crate::runtime::Runtime;
 use crate::server::ConnectionCount;
@@ -40,7 +40,7 @@ pub struct Api {
 
 struct Shared {
     runtime: Arc<dyn Runtime>,
-    control: Sender<Input>,
+    control: Sender<ToDriver>,
     next_request: AtomicU64,
     http: HttpConfig,
     ops: crate::ops::Ops,
@@ -138,7 +138,11 @@ impl<'a> Route<'a> {
 }
 
 impl Api {
-    pub(crate) fn new(runtime: Arc<dyn Runtime>, control: Sender<Input>, http: HttpConfig) -> Self {
+    pub(crate) fn new(
+        runtime: Arc<dyn Runtime>,
+        control: Sender<ToDriver>,
+        http: HttpConfig,
+    ) -> Self {
         Api {
             shared: Arc::new(Shared {
                 runtime,
@@ -159,7 +163,7 @@ impl Api {
         self.shared.http.token.as_ref()
     }
 
-    pub(crate) fn control(&self) -> &Sender<Input> {
+    pub(crate) fn control(&self) -> &Sender<ToDriver> {
         &self.shared.control
     }
 
@@ -533,7 +537,7 @@ impl Api {
     ) -> Option<Receiver<Reply>> {
         let request = RequestId(self.shared.next_request.fetch_add(1, Ordering::Relaxed));
         let (reply, answer) = async_channel::bounded(1);
-        let input = Input::Command {
+        let input = ToDriver::Command {
             request,
             command,
             reply,

@@ -12,7 +12,7 @@ use futures_lite::Stream;
 use hyper::body::{Body, Frame, SizeHint};
 use porthole_core::{api, SubscriberId};
 
-use crate::driver::{Input, StreamItem};
+use crate::driver::{StreamItem, ToDriver};
 use crate::runtime::{AsyncTimer, Runtime};
 
 /// Largest chunk an event stream hands to hyper at once; the rest follows in
@@ -78,7 +78,7 @@ pub(crate) struct EventStream {
     subscriber: SubscriberId,
     /// Boxed: a receiver is not `Unpin` (it may hold a registered listener).
     items: Pin<Box<Receiver<StreamItem>>>,
-    control: Sender<Input>,
+    control: Sender<ToDriver>,
     runtime: Arc<dyn Runtime>,
     keep_alive: Pin<Box<dyn AsyncTimer>>,
     keep_alive_every: Duration,
@@ -101,7 +101,7 @@ impl EventStream {
     pub(crate) fn new(
         subscriber: SubscriberId,
         items: Receiver<StreamItem>,
-        control: Sender<Input>,
+        control: Sender<ToDriver>,
         runtime: Arc<dyn Runtime>,
         keep_alive_every: Duration,
     ) -> Self {
@@ -145,7 +145,7 @@ impl EventStream {
             }
         }
         if credit > 0 {
-            let _ = self.control.try_send(Input::Credit {
+            let _ = self.control.try_send(ToDriver::Credit {
                 subscriber: self.subscriber,
                 credit,
             });
@@ -178,7 +178,7 @@ impl Drop for EventStream {
             // The client went away (hyper dropped the body).
             let _ = self
                 .control
-                .try_send(Input::SubscriberGone(self.subscriber));
+                .try_send(ToDriver::SubscriberGone(self.subscriber));
         }
     }
 }

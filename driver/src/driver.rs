@@ -45,11 +45,12 @@ pub(crate) enum StreamItem {
 /// credit window bounds how many are in flight.
 pub(crate) type StreamSink = Sender<StreamItem>;
 
-/// A control input for the driver. Control inputs travel on an unbounded
+/// What the driver's clients tell it (not an engine [`porthole_core::Input`]:
+/// the driver turns these into engine inputs). They travel on an unbounded
 /// channel: each is bounded by something else (a request awaiting its reply, a
 /// subscriber's credit window), and some are sent from `Drop`, which cannot wait.
 #[derive(Debug)]
-pub(crate) enum Input {
+pub(crate) enum ToDriver {
     /// A client's command and where to answer it.
     Command {
         request: RequestId,
@@ -93,7 +94,7 @@ struct Waiting {
 
 /// What woke the driver.
 enum Wake {
-    Control(Option<Input>),
+    Control(Option<ToDriver>),
     Batch(Batch),
     Timer,
 }
@@ -101,9 +102,9 @@ enum Wake {
 pub(crate) struct Driver {
     runtime: Arc<dyn Runtime>,
     engine: Engine,
-    control: Receiver<Input>,
+    control: Receiver<ToDriver>,
     /// For send tasks; weak, so the driver ends when every client handle is gone.
-    control_tx: WeakSender<Input>,
+    control_tx: WeakSender<ToDriver>,
     batches: Receiver<Batch>,
     batches_tx: Sender<Batch>,
     sockets: HashMap<BindingId, Arc<SocketSlot>>,
@@ -121,8 +122,8 @@ impl Driver {
     pub(crate) fn new(
         runtime: Arc<dyn Runtime>,
         engine: Engine,
-        control: Receiver<Input>,
-        control_tx: &Sender<Input>,
+        control: Receiver<ToDriver>,
+        control_tx: &Sender<ToDriver>,
     ) -> Self {
         let (batches_tx, batches) = async_channel::bounded(BATCH_QUEUE);
         Driver {
@@ -169,14 +170,14 @@ impl Driver {
             match self.wait(armed.and(timer.as_mut())).await {
                 Wake::Control(None) => break,
                 Wake::Control(Some(input)) => {
-                    self.handle_input(input);
+                    self.handle_control(input);
                     let mut handled = 1;
                     while handled < INPUTS_PER_TURN {
                         let Ok(input) = self.control.try_recv() else {
                             break;
                         };
                         self.carry_out_actions();
-                        self.handle_input(input);
+                        self.handle_control(input);
                         handled += 1;
                     }
                     if handled == INPUTS_PER_TURN {
@@ -251,10 +252,10 @@ impl Driver {
         .await
     }
 
-    fn handle_input(&mut self, input: Input) {
+    fn handle_control(&mut self, input: ToDriver) {
         let now = self.runtime.now();
         match input {
-            Input::Command {
+            ToDriver::Command {
                 request,
                 command,
                 reply,
@@ -264,19 +265,19 @@ impl Driver {
                 self.log.command(&command, &self.engine);
                 self.engine.handle_command(request, command, now);
             }
-            Input::Credit { subscriber, credit } => {
+            ToDriver::Credit { subscriber, credit } => {
                 self.engine.handle_credit(subscriber, credit, now);
                 self.update_holds();
             }
-            Input::SubscriberGone(subscriber) => {
+            ToDriver::SubscriberGone(subscriber) => {
                 self.streams.remove(&subscriber);
                 self.engine.handle_subscriber_gone(subscriber, now);
                 self.update_holds();
             }
-            Input::Transmitted { request, outcome } => {
+            ToDriver::Transmitted { request, outcome } => {
                 self.engine.handle_transmitted(request, outcome, now);
             }
-            Input::Snapshot(reply) => {
+            ToDriver::Snapshot(reply) => {
                 let _ = reply.try_send(crate::metrics::Snapshot::of(&self.engine));
             }
         }
@@ -505,7 +506,7 @@ impl Driver {
                 )
                 .await;
                 if control
-                    .send(Input::Transmitted { request, outcome })
+                    .send(ToDriver::Transmitted { request, outcome })
                     .await
                     .is_err()
                 {

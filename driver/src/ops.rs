@@ -18,7 +18,7 @@ use porthole_core::{Command, ErrorCode, Reply};
 
 use crate::api::{json_response, Api};
 use crate::body::ApiBody;
-use crate::driver::Input;
+use crate::driver::ToDriver;
 use crate::metrics::Metrics;
 
 /// State of the operational routes, one per [`Api`].
@@ -131,7 +131,7 @@ async fn metrics(api: &Api, headers: &hyper::HeaderMap) -> Response<ApiBody> {
         }
     }
     let (reply, snapshot) = async_channel::bounded(1);
-    if api.control().send(Input::Snapshot(reply)).await.is_err() {
+    if api.control().send(ToDriver::Snapshot(reply)).await.is_err() {
         return shutting_down();
     }
     let Ok(snapshot) = snapshot.recv().await else {

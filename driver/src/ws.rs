@@ -28,7 +28,7 @@ use porthole_core::api::ws::{self as frames, WsNotice};
 use porthole_core::api::RequestError;
 use porthole_core::{ApiError, BindingId, Command, Event, Reply, SubscriberId};
 
-use crate::driver::{Input, StreamItem};
+use crate::driver::{StreamItem, ToDriver};
 use crate::runtime::{AsyncTimer, Runtime};
 use crate::server::ConnectionGuard;
 
@@ -89,7 +89,7 @@ pub(crate) fn accept_key(headers: &HeaderMap) -> Result<HeaderValue, RequestErro
 /// How a channel reaches the rest of the driver.
 pub(crate) struct Wiring {
     pub(crate) runtime: Arc<dyn Runtime>,
-    pub(crate) control: Sender<Input>,
+    pub(crate) control: Sender<ToDriver>,
     /// Sends a command to the driver; `None` once the driver is gone.
     pub(crate) submit: Box<dyn Fn(Command) -> Option<Receiver<Reply>> + Send + Sync>,
     /// Ping interval on a quiet channel (proxies drop idle connections).
@@ -144,7 +144,7 @@ pub(crate) async fn serve(
 /// Tells the engine the subscriber is gone unless the engine ended it.
 struct SubscriberGuard {
     subscriber: SubscriberId,
-    control: Sender<Input>,
+    control: Sender<ToDriver>,
     ended: bool,
 }
 
@@ -154,7 +154,7 @@ impl SubscriberGuard {
             self.ended = true;
             let _ = self
                 .control
-                .try_send(Input::SubscriberGone(self.subscriber));
+                .try_send(ToDriver::SubscriberGone(self.subscriber));
         }
     }
 }
@@ -346,7 +346,7 @@ impl Channel {
             Poll::Ready(Ok(())) => {
                 self.unflushed = false;
                 if self.credit > 0 && !self.guard.ended {
-                    let _ = self.wiring.control.try_send(Input::Credit {
+                    let _ = self.wiring.control.try_send(ToDriver::Credit {
                         subscriber: self.guard.subscriber,
                         credit: self.credit,
                     });

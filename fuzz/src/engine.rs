@@ -23,10 +23,10 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use arbitrary::{Arbitrary, Unstructured};
 use bytes::Bytes;
-use porthole_core::sim::{Checker, Input, Violation};
+use porthole_core::sim::{Checker, Violation};
 use porthole_core::{
-    Action, BindParams, BindingId, Command, Config, Engine, Lease, OpenError, ReceiveError, Reply,
-    RequestId, Seq, SubscribeParams, SubscriberId, TransmitError, WallClock,
+    Action, BindParams, BindingId, Command, Config, Engine, Input, Lease, OpenError, ReceiveError,
+    Reply, RequestId, Seq, SubscribeParams, SubscriberId, TransmitError, WallClock,
 };
 
 /// Most ops run from one input: enough for deep states, few enough to stay fast.
@@ -470,7 +470,7 @@ impl Runtime {
         let now = self.now;
         let checked = self.checker.on_input(&input, now);
         self.violated(checked);
-        input.apply(&mut self.engine, now);
+        self.engine.handle_input(input, now);
         while let Some(action) = self.engine.poll_action() {
             let checked = self.checker.on_action(&action);
             self.violated(checked);

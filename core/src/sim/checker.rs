@@ -11,12 +11,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 
-use super::Input;
 use crate::id::IdMap;
 use crate::{
     Action, BindError, BindingCounters, BindingError, BindingId, CloseReason, Command, Config,
-    Counters, Engine, Event, Lease, Reply, RequestId, SendError, SubscribeError, SubscriberId,
-    UnsubscribeError, WallClock,
+    Counters, Engine, Event, Input, Lease, Reply, RequestId, SendError, SubscribeError,
+    SubscriberId, UnsubscribeError, WallClock,
 };
 
 /// A broken invariant: the engine did something its contract forbids.
@@ -476,7 +475,7 @@ impl Checker {
         now: Instant,
     ) -> Result<Vec<Action>, Violation> {
         self.on_input(&input, now)?;
-        input.apply(engine, now);
+        engine.handle_input(input, now);
         let mut actions = Vec::new();
         while let Some(action) = engine.poll_action() {
             self.on_action(&action)?;

@@ -11,13 +11,13 @@ use super::agenda::Agenda;
 use super::client::{Client, Intent, Targets};
 use super::host::Host;
 use super::{
-    Checker, InFlight, Input, Network, NetworkConfig, NetworkStats, Record, SimClock, SimRng,
-    Trace, Violation,
+    Checker, InFlight, Network, NetworkConfig, NetworkStats, Record, SimClock, SimRng, Trace,
+    Violation,
 };
 use crate::id::IdMap;
 use crate::{
     Action, BindError, BindingId, CloseReason, Command, Config, ConfigError, Counters, Engine,
-    Event, Lease, ReceiveError, Reply, RequestId, SubscriberId, TransmitError, WallClock,
+    Event, Input, Lease, ReceiveError, Reply, RequestId, SubscriberId, TransmitError, WallClock,
 };
 
 /// Everything a run is made of. Same config (seed included): same run.
@@ -438,7 +438,7 @@ impl Simulation {
             });
         }
         self.checker.on_input(&input, now)?;
-        input.apply(&mut self.engine, now);
+        self.engine.handle_input(input, now);
         while let Some(action) = self.engine.poll_action() {
             if self.config.trace {
                 self.trace.push(Record::Action(action.clone()));

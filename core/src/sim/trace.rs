@@ -3,8 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::Input;
 use crate::Action;
+use crate::Input;
 
 /// One line of a [`Trace`].
 #[derive(Clone, Debug, PartialEq, Eq)]
