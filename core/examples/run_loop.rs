@@ -5,15 +5,16 @@
 //! contract (a broken invariant ends the run with the violation). A client binds
 //! a port with a 1-second lease and opens two streams; a peer sends it three
 //! datagrams; the second stream's client goes away; the first stream's writer
-//! flushes slowly (a delivery window of 2), so the reader pauses while the
-//! binding is backlogged and resumes once credit comes back; nobody renews the
-//! lease, so after a second the binding expires and the loop ends.
+//! flushes slowly (a delivery window of 2), so the engine pauses reads
+//! (`Action::PauseReads`) while that subscriber is behind and resumes them
+//! once credit comes back; nobody renews the lease, so after a second the
+//! binding expires and the loop ends.
 //!
 //! ```sh
 //! cargo run -p porthole-core --features sim --example run_loop
 //! ```
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::net::UdpSocket;
 use std::time::{Duration, Instant, SystemTime};
@@ -67,14 +68,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
 
     let mut sockets: HashMap<BindingId, UdpSocket> = HashMap::new();
+    // Bindings whose reads the engine paused.
+    let mut paused: HashSet<BindingId> = HashSet::new();
     // Each stream's events written since its last flush.
     let mut streams: HashMap<SubscriberId, Vec<Event>> = HashMap::new();
     let mut received: Vec<Bytes> = Vec::new();
     let mut ended: Vec<CloseReason> = Vec::new();
     let mut leaving: Option<SubscriberId> = None;
-    // Whether the last read found nothing, and how often the reader was paused.
+    // Whether the last read found nothing, and how often reads were paused.
     let mut idle = false;
-    let mut paused_turns = 0;
+    let mut pauses = 0;
     let peer = UdpSocket::bind("127.0.0.1:0")?;
     let mut buf = vec![0u8; 65_535];
 
@@ -107,7 +110,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     rt.feed(input)?;
                 }
                 Action::CloseSocket { binding } => {
+                    // A paused binding that closes gets no resume.
                     sockets.remove(&binding);
+                    paused.remove(&binding);
+                }
+                Action::PauseReads { binding } => {
+                    paused.insert(binding);
+                    pauses += 1;
+                }
+                Action::ResumeReads { binding } => {
+                    // The read in step 3 comes at once. A loop over a poller
+                    // reads this socket now, until it would block: no new
+                    // readiness event comes for what arrived meanwhile.
+                    paused.remove(&binding);
                 }
                 Action::Transmit {
                     request,
@@ -169,14 +184,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         // The streams' writers flush, returning what they wrote as credit. Here
         // they get their turn only when the reader waits or is paused: a slow
-        // client, so that the binding backlogs.
-        let backlogged = sockets.keys().any(|b| rt.engine.is_backlogged(b));
-        if backlogged {
-            paused_turns += 1;
-        }
+        // client, so that the engine pauses reads.
         let flushed: Vec<(SubscriberId, Vec<Event>)> = streams
             .iter_mut()
-            .filter(|(_, events)| (idle || backlogged) && !events.is_empty())
+            .filter(|(_, events)| (idle || !paused.is_empty()) && !events.is_empty())
             .map(|(&id, events)| (id, std::mem::take(events)))
             .collect();
         for (subscriber, events) in flushed {
@@ -189,11 +200,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
 
         // 3. Sleep until the next deadline or until a socket is readable. A
-        //    backlogged binding's socket is not read (paused): its datagrams wait
-        //    in the kernel. It is read again as soon as `is_backlogged` turns
-        //    false, which only an input can cause, so it is asked after every
-        //    turn, and the read does not wait for a new readiness event (one that
-        //    already fired does not fire again for datagrams already queued).
+        //    paused binding's socket is not read: its datagrams wait in the
+        //    kernel until `ResumeReads` (or the engine's pause limit, a
+        //    deadline in `poll_timeout`).
         let now = Instant::now();
         let wait = rt
             .engine
@@ -204,7 +213,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .max(Duration::from_millis(1));
         let readable = sockets
             .iter()
-            .find(|(binding, _)| !rt.engine.is_backlogged(binding));
+            .find(|(binding, _)| !paused.contains(binding));
         // With one socket, a read timeout is the wait; a loop over many waits on
         // all of them at once (mio's `Poll::poll(timeout)`, epoll, an async
         // runtime's select).
@@ -251,10 +260,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     rt.checker.finish(&rt.engine)?;
-    println!("received {received:?}; streams ended: {ended:?}; reader paused {paused_turns} times");
+    println!("received {received:?}; streams ended: {ended:?}; reads paused {pauses} times");
     assert_eq!(received, ["one", "two", "three"].map(Bytes::from));
     assert_eq!(ended, [CloseReason::Expired]);
     assert_eq!(rt.engine.counters().bindings_expired, 1);
-    assert!(paused_turns > 0, "the slow stream paused the reader");
+    assert!(pauses > 0, "the slow stream paused reads");
     Ok(())
 }

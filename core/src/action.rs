@@ -31,6 +31,28 @@ pub enum Action {
         /// The binding.
         binding: BindingId,
     },
+    /// Stop reading the binding's socket: every subscriber of the binding is
+    /// out of credit with datagrams waiting, so what arrives now waits in the
+    /// kernel's receive buffer rather than push undelivered datagrams out of
+    /// the replay ring. Feed no [`crate::Input::Datagram`] for the binding
+    /// until [`Action::ResumeReads`]; a datagram already read keeps its place
+    /// in line (hand it in after the resume). At most
+    /// [`crate::Config::max_read_pause`] later the engine resumes reads itself
+    /// (a deadline in [`crate::Engine::poll_timeout`]). A closed binding
+    /// ([`Action::CloseSocket`]) gets no resume.
+    PauseReads {
+        /// The binding.
+        binding: BindingId,
+    },
+    /// Read the binding's socket again, at once: an edge-triggered poller
+    /// (epoll with `EPOLLET`, mio, the async runtimes) reports no new
+    /// readiness for datagrams that arrived while reads were paused, so a
+    /// reader that waits for one stalls. Emitted once per
+    /// [`Action::PauseReads`], unless the binding closes first.
+    ResumeReads {
+        /// The binding.
+        binding: BindingId,
+    },
     /// Send `payload` to `dest` from the binding's socket, then report
     /// [`crate::Engine::handle_transmitted`] with the same `request`.
     Transmit {

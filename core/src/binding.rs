@@ -158,6 +158,19 @@ impl Ring {
     }
 }
 
+/// Whether the engine wants a binding's socket read: its flow-control state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reads {
+    /// Reading.
+    On,
+    /// Paused ([`crate::Action::PauseReads`]) until the subscribers can take
+    /// more or, at the latest, `until`.
+    Paused { until: Instant },
+    /// A pause ran to its limit: reading, and no new pause until the
+    /// subscribers have caught up.
+    Overrun,
+}
+
 /// A live binding.
 #[derive(Debug)]
 pub(crate) struct Binding {
@@ -180,6 +193,8 @@ pub(crate) struct Binding {
     pub(crate) counters: BindingCounters,
     /// Unused stream tickets.
     pub(crate) tickets: Tickets,
+    /// Whether its socket is to be read.
+    pub(crate) reads: Reads,
 }
 
 /// What a new binding starts with.
@@ -210,6 +225,7 @@ impl Binding {
             subscribers: Vec::new(),
             counters: BindingCounters::default(),
             tickets: Tickets::default(),
+            reads: Reads::On,
         }
     }
 }

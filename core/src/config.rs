@@ -55,6 +55,18 @@ pub struct Config {
     /// at `net.core.rmem_max`; 0 leaves the OS default. The engine only
     /// carries it: it is a limit on kernel memory, not an allocation.
     pub recv_buffer: usize,
+    /// Longest the engine pauses reads of a binding's socket
+    /// ([`crate::Action::PauseReads`]) while every subscriber of the binding
+    /// is out of credit with datagrams waiting. Meanwhile new datagrams wait
+    /// in the kernel's receive buffer instead of pushing undelivered ones out
+    /// of the replay ring: a writer that the OS did not schedule for a few
+    /// milliseconds then costs no lag. Past the limit reads resume, and what
+    /// the subscribers cannot take is counted as lag; there is no new pause
+    /// until they have caught up. Default 10 ms: long enough to ride out a
+    /// descheduled writer, short enough that the kernel's buffer
+    /// ([`recv_buffer`](Self::recv_buffer)) does not overflow at loopback
+    /// rates. At most 1 s; 0 never pauses.
+    pub max_read_pause: Duration,
 }
 
 impl Default for Config {
@@ -75,6 +87,7 @@ impl Default for Config {
             dest_deny: Vec::new(),
             ticket_lifetime: Duration::from_secs(30),
             recv_buffer: 2 * 1024 * 1024,
+            max_read_pause: Duration::from_millis(10),
         }
     }
 }
@@ -122,7 +135,20 @@ pub enum ConfigError {
     /// `ticket_lifetime` is zero.
     #[error("ticket_lifetime must be at least 1 s")]
     ZeroTicketLifetime,
+    /// `max_read_pause` is longer than [`MAX_READ_PAUSE`].
+    #[error("max_read_pause must be at most {max:?}, not {value:?}")]
+    ReadPauseTooLong {
+        /// The configured value.
+        value: Duration,
+        /// The longest allowed.
+        max: Duration,
+    },
 }
+
+/// The longest [`Config::max_read_pause`] allowed: past it the kernel's
+/// receive buffer of a busy socket overflows long before, and the streams of
+/// the binding stall for nothing.
+pub const MAX_READ_PAUSE: Duration = Duration::from_secs(1);
 
 impl Config {
     /// Checks that the limits make sense together.
@@ -162,6 +188,12 @@ impl Config {
         }
         if self.ticket_lifetime < Duration::from_secs(1) {
             return Err(ConfigError::ZeroTicketLifetime);
+        }
+        if self.max_read_pause > MAX_READ_PAUSE {
+            return Err(ConfigError::ReadPauseTooLong {
+                value: self.max_read_pause,
+                max: MAX_READ_PAUSE,
+            });
         }
         Ok(())
     }

@@ -10,7 +10,7 @@ use rand_core::SeedableRng;
 use slab::Slab;
 
 use crate::action::{Action, CloseReason, IssuedTicket, Reply};
-use crate::binding::{Binding, BindingCounters, BindingInfo, Entry, NewBinding};
+use crate::binding::{Binding, BindingCounters, BindingInfo, Entry, NewBinding, Reads};
 use crate::command::{BindParams, Command, SubscribeParams};
 use crate::config::{Config, ConfigError};
 use crate::deadline::Deadlines;
@@ -139,6 +139,8 @@ enum Pending {
 enum Timer {
     Lease(usize),
     Idle(SubscriberId),
+    /// A binding's reads have been paused for [`Config::max_read_pause`].
+    ReadPause(usize),
 }
 
 /// The I/O-free Porthole engine.
@@ -214,7 +216,7 @@ impl Engine {
     }
 
     /// When the engine next needs [`handle_timeout`](Self::handle_timeout): the
-    /// earliest lease or idle deadline. It may be earlier than the true deadline
+    /// earliest lease, idle or read-pause deadline. It may be earlier than the true deadline
     /// when traffic renewed a lease; calling `handle_timeout` then is harmless.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
@@ -296,11 +298,12 @@ impl Engine {
             Command::Subscribe(params) => self.subscribe(request, params, now),
             Command::Unsubscribe { subscriber } => {
                 let reply = match self.remove_subscriber(subscriber) {
-                    Some(_) => {
+                    Some(s) => {
                         self.actions.push_back(Action::EndStream {
                             subscriber,
                             reason: CloseReason::Unsubscribed,
                         });
+                        self.update_reads(s.binding);
                         Ok(subscriber)
                     }
                     None => Err(UnsubscribeError::NotFound(subscriber)),
@@ -420,6 +423,7 @@ impl Engine {
                     s.pump(id, b, &mut self.actions, &mut self.buffered);
                 }
             }
+            self.update_reads(key);
             return;
         }
         b.counters.pending += 1;
@@ -443,6 +447,7 @@ impl Engine {
                 s.pump(id, b, &mut self.actions, &mut self.buffered);
             }
         }
+        self.update_reads(key);
     }
 
     /// [`Input::Transmitted`]: the runtime's outcome for an [`Action::Transmit`]: bytes sent, or why not.
@@ -534,6 +539,7 @@ impl Engine {
                 s.pump(id, b, &mut self.actions, &mut self.buffered);
             }
         }
+        self.update_reads(key);
     }
 
     /// [`Input::SubscriberGone`]: the subscriber's stream is gone (the client disconnected). Nothing more is
@@ -542,8 +548,11 @@ impl Engine {
     pub fn handle_subscriber_gone(&mut self, subscriber: SubscriberId, now: Instant) {
         // Forgotten before the due timers fire: an overdue lease or idle timer
         // would otherwise end the stream the runtime has just reported gone.
-        self.remove_subscriber(subscriber);
+        let removed = self.remove_subscriber(subscriber);
         self.advance(now);
+        if let Some(s) = removed {
+            self.update_reads(s.binding);
+        }
     }
 
     /// [`Input::Credit`]: the runtime wrote `credit` of the subscriber's events; it may be sent that
@@ -554,8 +563,14 @@ impl Engine {
         if let Some(s) = self.subscribers.get_mut(&subscriber) {
             self.buffered -= s.written(credit);
             s.credit = s.credit.saturating_add(credit).min(window);
-            let b = &mut self.bindings[s.binding];
-            s.pump(subscriber, b, &mut self.actions, &mut self.buffered);
+            let key = s.binding;
+            s.pump(
+                subscriber,
+                &mut self.bindings[key],
+                &mut self.actions,
+                &mut self.buffered,
+            );
+            self.update_reads(key);
         }
     }
 
@@ -574,22 +589,15 @@ impl Engine {
         self.by_id.get(id).map(|&key| self.bindings[key].counters)
     }
 
-    /// Whether the binding's subscribers are all behind: it has subscribers, and
-    /// datagrams none of them could take yet (they are out of credit). A runtime
-    /// may then leave further datagrams in the kernel's socket buffer for a
-    /// moment instead of reading them into a replay ring that would have to let
-    /// older ones go. `false` for an unknown binding.
-    ///
-    /// When to resume: only an input ends a backlog (credit returned, a
-    /// subscriber unsubscribed or gone, the binding closed), so ask again after
-    /// every input, and once it is `false` read the socket at once rather than
-    /// wait for readiness: an edge-triggered poller reports no new edge for
-    /// datagrams that were already waiting, and the reader would stall.
-    pub fn is_backlogged(&self, id: &BindingId) -> bool {
-        self.by_id.get(id).is_some_and(|&key| {
-            let b = &self.bindings[key];
-            !b.subscribers.is_empty() && b.counters.pending > 0
-        })
+    /// Whether the engine has paused reads of the binding's socket: between
+    /// an [`Action::PauseReads`] and its [`Action::ResumeReads`]. `false` for
+    /// an unknown binding. The actions are the contract; this is for a runtime
+    /// that would rather ask than keep its own set (say, to decide whether a
+    /// datagram already read goes in now or waits for the resume).
+    pub fn is_reading_paused(&self, id: &BindingId) -> bool {
+        self.by_id
+            .get(id)
+            .is_some_and(|&key| matches!(self.bindings[key].reads, Reads::Paused { .. }))
     }
 
     /// Every live binding, oldest first.
@@ -686,19 +694,66 @@ impl Engine {
                     };
                     if due <= at {
                         s.idle_scheduled = None;
-                        self.remove_subscriber(id);
+                        let removed = self.remove_subscriber(id);
                         self.actions.push_back(Action::EndStream {
                             subscriber: id,
                             reason: CloseReason::Idle,
                         });
+                        if let Some(s) = removed {
+                            self.update_reads(s.binding);
+                        }
                     } else {
                         s.idle_scheduled = Some(due);
                         self.timers.insert(due, Timer::Idle(id));
                     }
                 }
+                Timer::ReadPause(key) => {
+                    // The entry is removed whenever a pause ends otherwise.
+                    if let Some(b) = self.bindings.get_mut(key) {
+                        b.reads = Reads::Overrun;
+                        self.actions
+                            .push_back(Action::ResumeReads { binding: b.id });
+                    }
+                }
             }
         }
         now
+    }
+
+    /// Pauses or resumes the binding's reads after anything that may have
+    /// changed its subscribers, their credit or its pending datagrams: paused
+    /// while it has subscribers, all of them out of credit, and datagrams none
+    /// of them got (more read now could only wait in the ring and push those
+    /// out); resumed once one of them can take more, or by the pause's
+    /// deadline. After a pause ran to its limit, no new one until the
+    /// subscribers have caught up: a stream that cannot keep up at all is
+    /// told of its losses as lag rather than hold the socket for ever.
+    fn update_reads(&mut self, key: usize) {
+        let Some(b) = self.bindings.get_mut(key) else {
+            return;
+        };
+        let subscribers = &self.subscribers;
+        let backlogged = b.counters.pending > 0
+            && !b.subscribers.is_empty()
+            && b.subscribers
+                .iter()
+                .all(|id| subscribers.get(id).is_none_or(|s| s.credit == 0));
+        match (b.reads, backlogged) {
+            (Reads::On, true) if !self.config.max_read_pause.is_zero() => {
+                let until = self.now + self.config.max_read_pause;
+                b.reads = Reads::Paused { until };
+                self.timers.insert(until, Timer::ReadPause(key));
+                self.actions.push_back(Action::PauseReads { binding: b.id });
+            }
+            (Reads::Paused { until }, false) => {
+                self.timers.remove(until, Timer::ReadPause(key));
+                b.reads = Reads::On;
+                self.actions
+                    .push_back(Action::ResumeReads { binding: b.id });
+            }
+            (Reads::Overrun, false) => b.reads = Reads::On,
+            _ => {}
+        }
     }
 
     fn reply(&mut self, request: RequestId, reply: Reply) {
@@ -851,6 +906,7 @@ impl Engine {
         });
         s.pump(id, b, &mut self.actions, &mut self.buffered);
         self.subscribers.insert(id, s);
+        self.update_reads(key);
     }
 
     fn issue_ticket(
@@ -896,6 +952,10 @@ impl Engine {
         if reason != CloseReason::Expired {
             // Expiry comes from `advance`, which has already popped this entry.
             self.timers.remove(b.scheduled, Timer::Lease(key));
+        }
+        if let Reads::Paused { until } = b.reads {
+            // The socket closes: nothing to resume.
+            self.timers.remove(until, Timer::ReadPause(key));
         }
         self.buffered -= b.ring.bytes();
         for &id in &b.subscribers {

@@ -26,18 +26,25 @@
 //!    events out, and a stream whose client went away is reported once with
 //!    [`Input::SubscriberGone`]; nothing more is emitted for it.
 //! 3. **Wait for a socket to be readable or for [`Engine::poll_timeout`]**,
-//!    whichever comes first, and feed what was read
-//!    ([`Input::Datagram`], or [`Input::SocketError`] for a failed read). Don't read a binding's socket while
-//!    [`Engine::is_backlogged`] says its subscribers are all behind: its
-//!    datagrams then wait in the kernel instead of pushing older ones out of
-//!    the replay ring. Only an input can end a backlog (credit returned, a
-//!    subscriber gone, a close), so ask again after every input, and when it
-//!    turns `false` read at once without waiting for a new readiness event: an
-//!    edge-triggered poller does not report again the datagrams that were
-//!    already waiting.
-//! 4. **Move time**: when `poll_timeout()` has passed, call
+//!    whichever comes first, and feed what was read ([`Input::Datagram`], or
+//!    [`Input::SocketError`] for a failed read). Flow control is the engine's
+//!    call: after [`Action::PauseReads`] don't read that binding's socket (its
+//!    datagrams wait in the kernel instead of pushing undelivered ones out of
+//!    the replay ring while every subscriber is out of credit), and feed no
+//!    datagram of it, not even one already read: keep that for after the
+//!    resume. After [`Action::ResumeReads`] read the socket **at once**,
+//!    without waiting for readiness: an edge-triggered poller (epoll with
+//!    `EPOLLET`, mio, the async runtimes) reports no new edge for datagrams
+//!    that arrived during the pause, and the reader would stall. The engine
+//!    resumes by itself at the latest [`Config::max_read_pause`] later (a
+//!    deadline in `poll_timeout`), and a binding that closes meanwhile gets
+//!    [`Action::CloseSocket`] instead of a resume.
+//! 4. **Move time**: when `poll_timeout()` has passed, feed
 //!    [`Input::Timeout`]. Leases expire exactly at their deadline (every
 //!    other input fires due timers too).
+//!
+//! Every input goes in through [`Engine::handle_input`]; the `handle_*`
+//! methods are shorthands for it, one per [`Input`] variant.
 //!
 //! To check such a loop against the engine's contract in your own tests, feed
 //! every input through `sim::Checker::step` instead (feature
@@ -47,11 +54,11 @@
 //! Over std sockets, with one binding: a client binds a port with a 1-second
 //! lease and opens two streams, a peer sends three datagrams, the second
 //! stream's client goes away, the first stream's writer is slow (a delivery
-//! window of 2), so the reader pauses; nobody renews the lease, so the binding
-//! expires after a second and the loop ends.
+//! window of 2), so the engine pauses reads until it catches up; nobody renews
+//! the lease, so the binding expires after a second and the loop ends.
 //!
 //! ```
-//! use std::collections::{HashMap, VecDeque};
+//! use std::collections::{HashMap, HashSet, VecDeque};
 //! use std::io;
 //! use std::net::UdpSocket;
 //! use std::time::{Duration, Instant, SystemTime};
@@ -84,11 +91,13 @@
 //! };
 //!
 //! let mut sockets: HashMap<BindingId, UdpSocket> = HashMap::new();
+//! // Bindings whose reads the engine paused.
+//! let mut paused: HashSet<BindingId> = HashSet::new();
 //! // Each stream's events written since its last flush.
 //! let mut streams: HashMap<SubscriberId, Vec<Event>> = HashMap::new();
 //! let (mut received, mut ended) = (Vec::new(), Vec::new());
 //! let mut leaving = None;
-//! let (mut idle, mut paused_turns) = (false, 0);
+//! let (mut idle, mut pauses) = (false, 0);
 //! let peer = UdpSocket::bind("127.0.0.1:0")?;
 //! let mut buf = vec![0u8; 65_535];
 //!
@@ -115,6 +124,16 @@
 //!             }
 //!             Action::CloseSocket { binding } => {
 //!                 sockets.remove(&binding);
+//!                 paused.remove(&binding);
+//!             }
+//!             Action::PauseReads { binding } => {
+//!                 paused.insert(binding);
+//!                 pauses += 1;
+//!             }
+//!             // The read below comes at once; a poller-based loop reads this
+//!             // socket now, until it would block, not at its next readiness.
+//!             Action::ResumeReads { binding } => {
+//!                 paused.remove(&binding);
 //!             }
 //!             Action::Transmit { request, binding, dest, payload } => {
 //!                 let outcome = match sockets.get(&binding) {
@@ -168,10 +187,8 @@
 //!         streams.remove(&gone);
 //!         engine.handle_input(Input::SubscriberGone { subscriber: gone }, Instant::now());
 //!     }
-//!     let backlogged = sockets.keys().any(|b| engine.is_backlogged(b));
-//!     paused_turns += usize::from(backlogged);
 //!     for (&subscriber, events) in streams.iter_mut() {
-//!         if (idle || backlogged) && !events.is_empty() {
+//!         if (idle || !paused.is_empty()) && !events.is_empty() {
 //!             let credit = u32::try_from(events.len()).unwrap_or(u32::MAX);
 //!             received.extend(events.drain(..).filter_map(payload));
 //!             engine.handle_input(Input::Credit { subscriber, credit }, Instant::now());
@@ -184,13 +201,13 @@
 //!
 //!     // 3. Wait until the next deadline or a readable socket (with one socket a
 //!     //    read timeout is the wait; with many, mio's `Poll::poll(timeout)`,
-//!     //    epoll or an async select). A backlogged binding is not read.
+//!     //    epoll or an async select). A paused binding is not read.
 //!     let now = Instant::now();
 //!     let wait = engine
 //!         .poll_timeout()
 //!         .map_or(Duration::from_secs(1), |at| at.saturating_duration_since(now))
 //!         .max(Duration::from_millis(1));
-//!     if let Some((&binding, socket)) = sockets.iter().find(|(b, _)| !engine.is_backlogged(b)) {
+//!     if let Some((&binding, socket)) = sockets.iter().find(|(b, _)| !paused.contains(b)) {
 //!         socket.set_read_timeout(Some(wait))?;
 //!         idle = false;
 //!         match socket.recv_from(&mut buf) {
@@ -220,7 +237,7 @@
 //! }
 //! assert_eq!(received, ["one", "two", "three"].map(Bytes::from));
 //! assert_eq!(ended, [CloseReason::Expired]);
-//! assert!(paused_turns > 0, "the slow stream paused the reader");
+//! assert!(pauses > 0, "the slow stream paused reads");
 //! # Ok(())
 //! # }
 //! ```
@@ -252,7 +269,7 @@ mod wallclock;
 pub use action::{Action, CloseReason, Datagram, Event, IssuedTicket, Reply};
 pub use binding::{BindingCounters, BindingInfo};
 pub use command::{BindParams, Command, SubscribeParams};
-pub use config::{Config, ConfigError, UNPRIVILEGED_PORTS};
+pub use config::{Config, ConfigError, MAX_READ_PAUSE, UNPRIVILEGED_PORTS};
 pub use engine::{Counters, Engine};
 pub use error::{
     ApiError, BindError, BindingError, ErrorCode, OpenError, ReceiveError, SendError,

@@ -1400,34 +1400,186 @@ fn kernel_drops_without_subscribers_are_counted_and_miss_nobody() {
     assert_eq!(status["bindings"][0]["counters"]["dropped_kernel"], 4);
 }
 
-#[test]
-fn binding_is_backlogged_only_while_every_subscriber_is_out_of_credit() {
+/// A harness with a delivery window of 2 and one binding, subscribed once.
+fn paced() -> (Harness, BindingInfo, SubscriberId) {
     let mut h = Harness::with_config(Config {
         delivery_window: 2,
         ..Config::default()
     });
-    let waiting = h.bind_loopback(Duration::ZERO);
-    h.datagrams(waiting.id, 3, ms(1));
-    assert!(
-        !h.engine.is_backlogged(&waiting.id),
-        "nobody subscribed: waiting in the ring is not a backlog"
-    );
     let b = h.bind_loopback(Duration::ZERO);
     let s = h.subscribe(b.id, ms(1));
-    h.datagrams(b.id, 2, ms(2));
-    assert!(!h.engine.is_backlogged(&b.id), "1 and 2 delivered");
-    h.datagram(b.id, "d3", ms(5));
-    assert!(
-        h.engine.is_backlogged(&b.id),
+    (h, b, s)
+}
+
+fn pause(binding: BindingId) -> Action {
+    Action::PauseReads { binding }
+}
+
+fn resume(binding: BindingId) -> Action {
+    Action::ResumeReads { binding }
+}
+
+fn flow(actions: &[Action]) -> Vec<Action> {
+    actions
+        .iter()
+        .filter(|a| matches!(a, Action::PauseReads { .. } | Action::ResumeReads { .. }))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn reads_pause_only_while_every_subscriber_is_out_of_credit_with_datagrams_waiting() {
+    let (mut h, b, s) = paced();
+    let unsubscribed = h.bind_loopback(Duration::ZERO);
+    assert_eq!(
+        flow(&h.datagrams(unsubscribed.id, 3, ms(1))),
+        vec![],
+        "nobody subscribed: waiting in the ring is no reason to pause"
+    );
+    assert_eq!(
+        flow(&h.datagrams(b.id, 2, ms(2))),
+        vec![],
+        "1 and 2 delivered"
+    );
+    let actions = h.datagram(b.id, "d3", ms(5));
+    assert_eq!(
+        actions,
+        vec![pause(b.id)],
         "out of credit with 3 undelivered"
     );
-    h.credit(s, 2, ms(6));
-    assert!(
-        !h.engine.is_backlogged(&b.id),
-        "credit returned, 3 delivered"
+    assert!(h.engine.is_reading_paused(&b.id));
+    assert_eq!(
+        h.engine.poll_timeout(),
+        Some(h.at(ms(15))),
+        "the pause's limit is the next deadline"
+    );
+    // Credit for one: d3 goes out, and the subscriber is out of credit again
+    // with nothing waiting: reading is what it needs.
+    let actions = h.credit(s, 1, ms(6));
+    assert_eq!(deliveries(&actions), 1);
+    assert_eq!(flow(&actions), vec![resume(b.id)]);
+    assert_eq!(actions.last(), Some(&resume(b.id)), "after the delivery");
+    assert!(!h.engine.is_reading_paused(&b.id));
+    assert_eq!(
+        h.engine.poll_timeout(),
+        Some(b_deadline(&h, &b)),
+        "the pause's deadline is gone"
     );
     let unknown: BindingId = "1b4e28ba-2fa1-41d2-883f-0016d3cca427".parse().unwrap();
-    assert!(!h.engine.is_backlogged(&unknown));
+    assert!(!h.engine.is_reading_paused(&unknown));
+}
+
+fn b_deadline(h: &Harness, b: &BindingInfo) -> Instant {
+    h.at(b.lease.as_duration())
+}
+
+#[test]
+fn credit_that_cannot_catch_up_keeps_reads_paused_without_a_second_pause() {
+    let (mut h, b, s) = paced();
+    h.datagrams(b.id, 2, ms(2));
+    assert_eq!(h.datagram(b.id, "d3", ms(4)), vec![pause(b.id)]);
+    // A datagram read before the pause took effect: no second pause.
+    assert_eq!(flow(&h.datagram(b.id, "d4", ms(4))), vec![]);
+    // One credit delivers d3; d4 still waits and the credit is used up.
+    let actions = h.credit(s, 1, ms(5));
+    assert_eq!((deliveries(&actions), flow(&actions)), (1, vec![]));
+    assert!(h.engine.is_reading_paused(&b.id));
+    let actions = h.credit(s, 2, ms(6));
+    assert_eq!(
+        (deliveries(&actions), flow(&actions)),
+        (1, vec![resume(b.id)])
+    );
+}
+
+#[test]
+fn a_pause_ends_at_its_limit_and_does_not_return_until_the_subscribers_catch_up() {
+    let (mut h, b, s) = paced();
+    h.datagrams(b.id, 2, ms(2));
+    assert_eq!(h.datagram(b.id, "d3", ms(4)), vec![pause(b.id)]);
+    assert_eq!(h.timeout(ms(13)), vec![], "not yet");
+    assert_eq!(
+        h.timeout(ms(14)),
+        vec![resume(b.id)],
+        "at the limit exactly"
+    );
+    assert!(!h.engine.is_reading_paused(&b.id));
+    // Still behind, but the pause ran out: read, and the ring counts the lag.
+    assert_eq!(flow(&h.datagrams(b.id, 3, ms(15))), vec![]);
+    // Caught up (credit for everything): the next backlog pauses again.
+    let actions = h.credit(s, 2, ms(20));
+    assert_eq!(flow(&actions), vec![]);
+    h.credit(s, 2, ms(21));
+    h.credit(s, 2, ms(22));
+    assert_eq!(h.engine.binding_counters(&b.id).expect("live").pending, 0);
+    h.datagrams(b.id, 2, ms(30));
+    assert_eq!(flow(&h.datagram(b.id, "again", ms(33))), vec![pause(b.id)]);
+}
+
+#[test]
+fn a_subscriber_leaving_or_joining_resumes_reads() {
+    let (mut h, b, s) = paced();
+    h.datagrams(b.id, 3, ms(2));
+    assert!(h.engine.is_reading_paused(&b.id));
+    h.engine.handle_subscriber_gone(s, h.at(ms(5)));
+    assert_eq!(h.drain(), vec![resume(b.id)], "nobody left to wait for");
+
+    let (s1, replayed) = h.subscribe_with(SubscribeParams::new(b.id), ms(6));
+    assert_eq!(deliveries(&replayed), 1, "d3 waited for a subscriber");
+    h.datagrams(b.id, 3, ms(7));
+    assert!(h.engine.is_reading_paused(&b.id));
+    let (_, actions) = h.command(Command::Subscribe(SubscribeParams::new(b.id)), ms(10));
+    assert_eq!(
+        flow(&actions),
+        vec![resume(b.id)],
+        "the new subscriber takes what waits, with credit to spare"
+    );
+    h.datagrams(b.id, 2, ms(11));
+    assert!(h.engine.is_reading_paused(&b.id), "both out of credit");
+    let (_, actions) = h.command(Command::Unsubscribe { subscriber: s1 }, ms(12));
+    assert_eq!(flow(&actions), vec![], "the other one is still behind");
+}
+
+#[test]
+fn a_paused_binding_that_closes_gets_no_resume() {
+    let (mut h, b, _) = paced();
+    h.datagrams(b.id, 3, ms(2));
+    assert!(h.engine.is_reading_paused(&b.id));
+    let (_, actions) = h.command(Command::Unbind { binding: b.id }, ms(5));
+    assert_eq!(flow(&actions), vec![]);
+    assert!(actions.contains(&Action::CloseSocket { binding: b.id }));
+    assert_eq!(
+        h.engine.poll_timeout(),
+        None,
+        "no pause deadline left behind"
+    );
+}
+
+#[test]
+fn a_zero_pause_limit_never_pauses() {
+    let mut h = Harness::with_config(Config {
+        delivery_window: 2,
+        max_read_pause: Duration::ZERO,
+        ..Config::default()
+    });
+    let b = h.bind_loopback(Duration::ZERO);
+    h.subscribe(b.id, ms(1));
+    assert_eq!(flow(&h.datagrams(b.id, 5, ms(2))), vec![]);
+    assert!(!h.engine.is_reading_paused(&b.id));
+}
+
+#[test]
+fn a_pause_limit_above_a_second_is_refused() {
+    let config = Config {
+        max_read_pause: Duration::from_millis(1001),
+        ..Config::default()
+    };
+    assert_eq!(
+        config.validate(),
+        Err(porthole_core::ConfigError::ReadPauseTooLong {
+            value: Duration::from_millis(1001),
+            max: porthole_core::MAX_READ_PAUSE,
+        })
+    );
 }
 
 #[test]

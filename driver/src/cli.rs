@@ -114,6 +114,12 @@ pub struct ServeArgs {
     /// (`dropped_kernel`). 0 leaves the OS default.
     #[arg(long, env = "PORTHOLE_RECV_BUFFER", default_value_t = Config::default().recv_buffer)]
     pub recv_buffer: usize,
+    /// Longest pause of a binding's socket reads, in milliseconds, while every
+    /// subscriber of the binding is out of credit (its datagrams wait in the
+    /// kernel meanwhile; after it, what they miss is lag). At most 1000; 0
+    /// never pauses.
+    #[arg(long, env = "PORTHOLE_MAX_READ_PAUSE_MS", default_value_t = Config::default().max_read_pause.as_millis() as u64)]
+    pub max_read_pause_ms: u64,
     /// Seconds a stream ticket stays valid.
     #[arg(long, env = "PORTHOLE_TICKET_LIFETIME", default_value_t = Config::default().ticket_lifetime.as_secs())]
     pub ticket_lifetime: u64,
@@ -172,6 +178,11 @@ fn engine_message(e: &ConfigError) -> String {
         ),
         ConfigError::NoBufferSpace => "--max-buffered-bytes (PORTHOLE_MAX_BUFFERED_BYTES) must be at least 1".into(),
         ConfigError::ZeroTicketLifetime => "--ticket-lifetime (PORTHOLE_TICKET_LIFETIME) must be at least 1 second".into(),
+        ConfigError::ReadPauseTooLong { value, max } => format!(
+            "--max-read-pause-ms (PORTHOLE_MAX_READ_PAUSE_MS) is {} ms, above the limit of {} ms",
+            value.as_millis(),
+            max.as_millis()
+        ),
     }
 }
 
@@ -207,6 +218,7 @@ impl ServeArgs {
             dest_deny: self.dest_deny.clone(),
             ticket_lifetime: Duration::from_secs(self.ticket_lifetime),
             recv_buffer: self.recv_buffer,
+            max_read_pause: Duration::from_millis(self.max_read_pause_ms),
         };
         engine.validate()?;
         let http = HttpConfig {
@@ -483,6 +495,7 @@ mod tests {
             "--max-buffered-bytes=5000",
             "--ticket-lifetime=9",
             "--recv-buffer=65536",
+            "--max-read-pause-ms=25",
             "--allow-origin=https://app.example.com,http://localhost:5173",
             "--allow-host=porthole.internal",
         ])
@@ -508,6 +521,7 @@ mod tests {
         assert_eq!(e.max_buffered_bytes, 5000);
         assert_eq!(e.ticket_lifetime, Duration::from_secs(9));
         assert_eq!(e.recv_buffer, 65536);
+        assert_eq!(e.max_read_pause, Duration::from_millis(25));
         assert!(config
             .http
             .allowed_origins

@@ -2,7 +2,7 @@
 //! (commands, datagram batches, credit, outcomes, time) and carries out the
 //! engine's actions; it decides nothing itself.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -108,8 +108,10 @@ pub(crate) struct Driver {
     batches: Receiver<Batch>,
     batches_tx: Sender<Batch>,
     sockets: HashMap<BindingId, Arc<SocketSlot>>,
-    /// Bindings whose reader is held (see [`SocketSlot::hold`]).
-    held: HashSet<BindingId>,
+    /// What readers read of a binding whose reads the engine paused before it
+    /// was fed (a batch in the channel, the rest of one that the pause cut
+    /// short): fed, in order, once the engine resumes them.
+    unfed: HashMap<BindingId, VecDeque<Received>>,
     streams: HashMap<SubscriberId, StreamSink>,
     waiting: HashMap<RequestId, Waiting>,
     log: crate::log::Lifecycle,
@@ -134,7 +136,7 @@ impl Driver {
             batches,
             batches_tx,
             sockets: HashMap::new(),
-            held: HashSet::new(),
+            unfed: HashMap::new(),
             streams: HashMap::new(),
             waiting: HashMap::new(),
             log: crate::log::Lifecycle::default(),
@@ -185,11 +187,13 @@ impl Driver {
                     }
                 }
                 Wake::Batch(batch) => {
-                    // A turn takes at most a delivery window of datagrams, so
-                    // that the event streams (other tasks, maybe on other
-                    // threads) write and return credit before more arrive than
-                    // a subscriber may have in flight; otherwise the engine
-                    // counts as lag what only waited for its turn.
+                    // A turn takes about a delivery window of datagrams, then
+                    // lets the event streams (other tasks, maybe on other
+                    // threads) write and return credit. A scheduling detail,
+                    // not a loss decision: a binding whose subscribers are all
+                    // out of credit is paused by the engine, and what was
+                    // read of it waits in `unfed`; only the engine's pause
+                    // limit turns waiting into lag.
                     let budget = self.engine.config().delivery_window as usize;
                     let mut taken = batch.items.len();
                     self.handle_batch(batch);
@@ -267,12 +271,10 @@ impl Driver {
             }
             ToDriver::Credit { subscriber, credit } => {
                 self.engine.handle_credit(subscriber, credit, now);
-                self.update_holds();
             }
             ToDriver::SubscriberGone(subscriber) => {
                 self.streams.remove(&subscriber);
                 self.engine.handle_subscriber_gone(subscriber, now);
-                self.update_holds();
             }
             ToDriver::Transmitted { request, outcome } => {
                 self.engine.handle_transmitted(request, outcome, now);
@@ -284,53 +286,55 @@ impl Driver {
     }
 
     fn handle_batch(&mut self, batch: Batch) {
-        let now = self.runtime.now();
-        for item in batch.items {
+        let binding = batch.binding;
+        if let Some(unfed) = self.unfed.get_mut(&binding) {
+            // Paused, or not all fed since: these come after.
+            unfed.extend(batch.items);
+            return;
+        }
+        let mut items = VecDeque::from(batch.items);
+        self.feed_read(binding, &mut items);
+        if !items.is_empty() {
+            self.unfed.insert(binding, items);
+        }
+        self.log.received(binding, &self.engine);
+    }
+
+    /// Feeds what the binding's reader read, in order, until the engine
+    /// pauses its reads: the rest stays in `items` for the resume.
+    fn feed_read(&mut self, binding: BindingId, items: &mut VecDeque<Received>) {
+        while !self.engine.is_reading_paused(&binding) {
+            let Some(item) = items.pop_front() else {
+                return;
+            };
+            let now = self.runtime.now();
             match item {
                 Received::Datagram { src, payload } => {
-                    self.engine
-                        .handle_datagram(batch.binding, src, payload, now);
+                    self.engine.handle_datagram(binding, src, payload, now);
                 }
                 Received::KernelDrops(count) => {
-                    self.engine.handle_kernel_drops(batch.binding, count, now);
+                    self.engine.handle_kernel_drops(binding, count, now);
                 }
                 Received::Error(error) => {
-                    self.engine.handle_socket_error(batch.binding, error, now);
+                    self.engine.handle_socket_error(binding, error, now);
                 }
             }
         }
-        self.log.received(batch.binding, &self.engine);
-        self.update_hold(batch.binding);
     }
 
-    /// Holds a binding's reader while it has subscribers and every one of
-    /// them is out of credit (the engine then has datagrams nobody got yet),
-    /// and releases it once one of them can take more. A multi-threaded
-    /// runtime would otherwise keep reading while the thread of a stream's
-    /// writer is not scheduled, and the replay ring would lose to lag what the
-    /// kernel's larger buffer could have kept.
-    fn update_hold(&mut self, binding: BindingId) {
-        let Some(slot) = self.sockets.get(&binding) else {
-            self.held.remove(&binding);
-            return;
-        };
-        let behind = self.engine.is_backlogged(&binding);
-        slot.hold(behind);
-        if behind {
-            self.held.insert(binding);
-        } else {
-            self.held.remove(&binding);
+    /// Applies the engine's `ResumeReads`: feeds what was read meanwhile
+    /// (unless that pauses reads again), then lets the reader read at once.
+    fn resume_reads(&mut self, binding: BindingId) {
+        if let Some(mut unfed) = self.unfed.remove(&binding) {
+            self.feed_read(binding, &mut unfed);
+            if !unfed.is_empty() {
+                // Paused again: its `PauseReads` is among the next actions.
+                self.unfed.insert(binding, unfed);
+                return;
+            }
         }
-    }
-
-    /// Re-checks every held reader (after credit came back or a subscriber left).
-    fn update_holds(&mut self) {
-        if self.held.is_empty() {
-            return;
-        }
-        let held: Vec<BindingId> = self.held.iter().copied().collect();
-        for binding in held {
-            self.update_hold(binding);
+        if let Some(slot) = self.sockets.get(&binding) {
+            slot.resume_reads();
         }
     }
 
@@ -359,11 +363,26 @@ impl Driver {
                         self.send_outbox();
                     }
                     self.log.closed(binding, &self.engine);
-                    self.held.remove(&binding);
                     if let Some(slot) = self.sockets.remove(&binding) {
                         slot.close();
                     }
+                    if let Some(unfed) = self.unfed.remove(&binding) {
+                        // Read before the close: the engine counts them as
+                        // having raced it (`dropped_unbound`).
+                        let now = self.runtime.now();
+                        for item in unfed {
+                            if let Received::Datagram { src, payload } = item {
+                                self.engine.handle_datagram(binding, src, payload, now);
+                            }
+                        }
+                    }
                 }
+                Action::PauseReads { binding } => {
+                    if let Some(slot) = self.sockets.get(&binding) {
+                        slot.pause_reads();
+                    }
+                }
+                Action::ResumeReads { binding } => self.resume_reads(binding),
                 Action::Transmit {
                     request,
                     binding,
@@ -433,9 +452,8 @@ impl Driver {
                 let slot = Arc::new(SocketSlot::new(socket));
                 self.sockets.insert(binding, Arc::clone(&slot));
                 let batches = self.batches_tx.clone();
-                let runtime = Arc::clone(&self.runtime);
                 self.runtime
-                    .spawn(Box::pin(read_socket(binding, slot, batches, runtime)));
+                    .spawn(Box::pin(read_socket(binding, slot, batches)));
                 tracing::debug!(binding = %crate::log::Short(binding), %local, "socket opened");
                 self.engine.handle_socket_opened(binding, local, now);
             }

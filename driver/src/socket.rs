@@ -4,30 +4,22 @@
 use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{PoisonError, RwLock};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
 use event_listener::Event;
 use porthole_core::{BindingId, ReceiveError};
 
-use crate::runtime::{sleep, AsyncTimer, AsyncUdpSocket, Runtime};
+use crate::runtime::AsyncUdpSocket;
 use crate::udp;
 
 /// Most datagrams read in one batch before it is handed to the driver, so one
-/// busy socket cannot starve the others on the same thread.
+/// busy socket cannot starve the others on the same thread. A scheduling
+/// detail: what is read and not yet fed waits in the driver while the engine
+/// has paused the binding's reads, so the batch size decides no loss.
 const MAX_BATCH: usize = 64;
-
-/// Longest a reader leaves datagrams in the kernel's buffer while every
-/// subscriber of its binding is out of credit. Long enough to ride out a
-/// writer that the OS did not schedule for a few milliseconds, short enough
-/// that the kernel's buffer (4 MiB with the driver's `SO_RCVBUF`) does not
-/// overflow at loopback rates: after it the reader reads again and the engine
-/// reports what a subscriber misses as lag, as it does without a hold.
-const HOLD_LIMIT: Duration = Duration::from_millis(10);
 
 /// What a reader got from its socket.
 #[derive(Debug)]
@@ -68,16 +60,11 @@ pub(crate) struct SocketSlot {
     /// Closed (never sent on) when the socket is closed, to wake the tasks that wait on it.
     stop_tx: async_channel::Sender<Infallible>,
     stop_rx: async_channel::Receiver<Infallible>,
-    /// Set by the driver while every subscriber of the binding is out of
-    /// credit: the reader then leaves datagrams in the kernel's buffer (for
-    /// at most [`HOLD_LIMIT`]) instead of reading what could only wait in the
-    /// replay ring, and be lost from it, until the subscribers write.
-    held: AtomicBool,
-    /// Set by the reader when a hold lasted [`HOLD_LIMIT`]: no new hold until
-    /// the subscribers have caught up.
-    overrun: AtomicBool,
-    /// Notified when the hold is lifted.
-    released: Event,
+    /// Set between the engine's `PauseReads` and `ResumeReads` for the
+    /// binding: the reader then leaves datagrams in the kernel's buffer.
+    paused: AtomicBool,
+    /// Notified on `ResumeReads`.
+    resumed: Event,
     /// The kernel's cumulative drop count as last reported (only the reader
     /// reads and writes it).
     drops_seen: AtomicU32,
@@ -98,48 +85,38 @@ impl SocketSlot {
             send_turn: async_lock::Mutex::new(()),
             stop_tx,
             stop_rx,
-            held: AtomicBool::new(false),
-            overrun: AtomicBool::new(false),
-            released: Event::new(),
+            paused: AtomicBool::new(false),
+            resumed: Event::new(),
             drops_seen: AtomicU32::new(0),
         }
     }
 
-    /// Holds the reader while `behind` (every subscriber is out of credit),
-    /// unless a hold already ran out since the subscribers last caught up;
-    /// releases it otherwise.
-    pub(crate) fn hold(&self, behind: bool) {
-        if behind {
-            if !self.overrun.load(Ordering::Acquire) {
-                self.held.store(true, Ordering::Release);
-            }
-        } else {
-            self.overrun.store(false, Ordering::Release);
-            if self.held.swap(false, Ordering::AcqRel) {
-                self.released.notify(usize::MAX);
-            }
+    /// Applies the engine's `PauseReads`: the reader stops reading.
+    pub(crate) fn pause_reads(&self) {
+        self.paused.store(true, Ordering::Release);
+    }
+
+    /// Applies the engine's `ResumeReads`: the reader reads again at once
+    /// (it waits for no readiness event: none comes for datagrams that
+    /// arrived during the pause).
+    pub(crate) fn resume_reads(&self) {
+        if self.paused.swap(false, Ordering::AcqRel) {
+            self.resumed.notify(usize::MAX);
         }
     }
 
-    /// Whether the reader is held.
-    pub(crate) fn is_held(&self) -> bool {
-        self.held.load(Ordering::Acquire)
+    fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Acquire)
     }
 
-    /// The hold lasted [`HOLD_LIMIT`]: lifts it until the subscribers catch up.
-    fn overran(&self) {
-        self.overrun.store(true, Ordering::Release);
-        self.held.store(false, Ordering::Release);
-    }
-
-    /// Resolves once the hold is lifted.
-    async fn released(&self) {
+    /// Resolves once reads are not paused.
+    async fn reads_resumed(&self) {
         loop {
-            if !self.is_held() {
+            if !self.is_paused() {
                 return;
             }
-            let listener = self.released.listen();
-            if !self.is_held() {
+            let listener = self.resumed.listen();
+            if !self.is_paused() {
                 return;
             }
             listener.await;
@@ -252,45 +229,17 @@ impl SocketSlot {
 }
 
 /// A binding's reader: reads batches until the socket is closed or the driver
-/// is gone, pausing while the driver holds it (see [`SocketSlot::hold`]).
+/// is gone, waiting while the engine has paused the binding's reads (how long
+/// is the engine's decision: it resumes them itself at its pause limit).
 pub(crate) async fn read_socket(
     binding: BindingId,
     slot: std::sync::Arc<SocketSlot>,
     batches: async_channel::Sender<Batch>,
-    runtime: std::sync::Arc<dyn Runtime>,
 ) {
     use futures_lite::future::{or, poll_fn};
-    let mut timer: Option<Pin<Box<dyn AsyncTimer>>> = None;
     loop {
-        if slot.is_held() {
-            let limit = runtime.now() + HOLD_LIMIT;
-            let timer = match timer.as_mut() {
-                Some(t) => {
-                    t.as_mut().reset(limit);
-                    t
-                }
-                None => timer.insert(runtime.new_timer(limit)),
-            };
-            let released = or(
-                async {
-                    slot.released().await;
-                    true
-                },
-                async {
-                    sleep(timer).await;
-                    false
-                },
-            );
-            // A closed socket ends the wait too; the read below then sees it.
-            let released = or(released, async {
-                slot.closed().await;
-                true
-            })
-            .await;
-            if !released {
-                slot.overran();
-            }
-        }
+        // A closed socket ends the wait too; the read below then sees it.
+        or(slot.reads_resumed(), slot.closed()).await;
         let mut items = Vec::new();
         let open = or(poll_fn(|cx| slot.poll_batch(cx, &mut items)), async {
             slot.closed().await;
@@ -418,39 +367,19 @@ mod tests {
     }
 
     #[test]
-    fn a_hold_that_ran_out_is_not_renewed_until_the_subscribers_catch_up() {
+    fn resuming_reads_wakes_the_waiting_reader() {
         let slot = idle_slot();
-        slot.hold(true);
-        assert!(slot.is_held());
-        slot.overran();
-        assert!(!slot.is_held());
-        slot.hold(true);
-        assert!(
-            !slot.is_held(),
-            "still behind after the limit: keep reading"
-        );
-        slot.hold(false);
-        slot.hold(true);
-        assert!(
-            slot.is_held(),
-            "caught up once: the next backlog holds again"
-        );
-    }
-
-    #[test]
-    fn lifting_a_hold_wakes_the_waiting_reader() {
-        let slot = idle_slot();
-        slot.hold(true);
+        slot.pause_reads();
         let flag = Arc::new(Flag(AtomicBool::new(false)));
         let waker = Waker::from(Arc::clone(&flag));
         let mut cx = Context::from_waker(&waker);
-        let mut released = Box::pin(slot.released());
-        assert!(released.as_mut().poll(&mut cx).is_pending());
-        slot.hold(true);
-        assert!(!flag.0.load(Ordering::SeqCst), "still held: no wake-up");
-        slot.hold(false);
+        let mut resumed = Box::pin(slot.reads_resumed());
+        assert!(resumed.as_mut().poll(&mut cx).is_pending());
+        slot.pause_reads();
+        assert!(!flag.0.load(Ordering::SeqCst), "still paused: no wake-up");
+        slot.resume_reads();
         assert!(flag.0.load(Ordering::SeqCst), "the reader was not woken");
-        assert!(released.as_mut().poll(&mut cx).is_ready());
+        assert!(resumed.as_mut().poll(&mut cx).is_ready());
     }
 
     #[test]

@@ -416,7 +416,9 @@ impl Runtime {
         let now = Instant::now();
         let engine = Engine::new(config.clone(), [7; 32], anchor(now))
             .expect("fuzz limits are a valid config");
-        let checker = Checker::new(&engine);
+        let mut checker = Checker::new(&engine);
+        // Fuzz input feeds datagrams at will, paused or not.
+        checker.allow_reads_while_paused();
         Runtime {
             engine,
             checker,
@@ -714,7 +716,11 @@ impl Runtime {
                 reply: Reply::Subscribe(Ok(id)),
                 ..
             } => self.subscribers.push(*id),
-            Action::Deliver { .. } | Action::EndStream { .. } | Action::Reply { .. } => {}
+            Action::Deliver { .. }
+            | Action::EndStream { .. }
+            | Action::Reply { .. }
+            | Action::PauseReads { .. }
+            | Action::ResumeReads { .. } => {}
         }
     }
 

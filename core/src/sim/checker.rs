@@ -238,6 +238,48 @@ pub enum Violation {
         /// The engine's counters.
         counters: Box<Counters>,
     },
+    /// A datagram was fed for a binding whose reads the engine had paused
+    /// (the runtime broke the [`Action::PauseReads`] contract).
+    #[error("a datagram of {binding} was fed while its reads were paused")]
+    ReadWhilePaused {
+        /// The binding.
+        binding: BindingId,
+    },
+    /// Reads paused although some subscriber of the binding could take more
+    /// (or it had none, or nothing waited), or paused twice.
+    #[error("reads of {binding} paused without every subscriber out of credit and datagrams waiting, or twice")]
+    UnexpectedPause {
+        /// The binding.
+        binding: BindingId,
+    },
+    /// Reads resumed although they were not paused, or before the pause's
+    /// limit while every subscriber was still out of credit.
+    #[error("reads of {binding} resumed while not paused, or early while its subscribers were still behind")]
+    UnexpectedResume {
+        /// The binding.
+        binding: BindingId,
+    },
+    /// Every subscriber is out of credit with datagrams waiting, and reads
+    /// were not paused (nor has a pause run to its limit since they last caught up).
+    #[error("reads of {binding} not paused although every subscriber is behind")]
+    MissedPause {
+        /// The binding.
+        binding: BindingId,
+    },
+    /// Reads stay paused although a subscriber can take more.
+    #[error("reads of {binding} stay paused although a subscriber can take more")]
+    MissedResume {
+        /// The binding.
+        binding: BindingId,
+    },
+    /// Reads are still paused past [`Config::max_read_pause`].
+    #[error("reads of {binding} still paused {overdue:?} past the pause limit")]
+    PauseOverdue {
+        /// The binding.
+        binding: BindingId,
+        /// How long ago the limit passed.
+        overdue: Duration,
+    },
     /// `received == delivered + dropped_overflow + pending` does not hold for a binding.
     #[error("counters of {binding} do not balance: {counters:?}")]
     BindingCountersUnbalanced {
@@ -254,6 +296,17 @@ enum Socket {
     Opening,
     Open,
     Closed,
+}
+
+/// A binding's reads, as the flow-control actions tell it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reads {
+    On,
+    Paused {
+        until: Instant,
+    },
+    /// A pause ran to its limit; no new one until the subscribers catch up.
+    Overrun,
 }
 
 /// A datagram held in a binding's replay ring.
@@ -278,6 +331,7 @@ struct LiveBinding {
     /// Datagrams in the ring no subscriber has got yet.
     pending: u64,
     subscribers: Vec<SubscriberId>,
+    reads: Reads,
 }
 
 impl LiveBinding {
@@ -396,7 +450,12 @@ struct Tally {
 /// dropped, and the engine's counters match what happened; each subscriber gets its
 /// datagrams in order with every gap reported as `lagged`, never beyond its credit
 /// window; every command gets exactly one reply of its kind, consistent with the
-/// bindings' liveness.
+/// bindings' liveness. Flow control: a binding's reads are paused exactly while
+/// every subscriber is out of credit with datagrams waiting (unless a pause ran
+/// to its limit since they last caught up), each pause and resume comes once,
+/// no pause outlasts [`Config::max_read_pause`], and no datagram is fed while
+/// its binding's reads are paused (the runtime's side of the contract; see
+/// [`allow_reads_while_paused`](Self::allow_reads_while_paused)).
 ///
 /// The first violation is returned as an error; the checker's state after that is
 /// unspecified, so stop there.
@@ -437,6 +496,10 @@ pub struct Checker {
     touched: Vec<BindingId>,
     tally: Tally,
     shut_down: bool,
+    /// Bindings whose reads are paused, with the pause's limit.
+    paused: Vec<(BindingId, Instant)>,
+    /// Whether a datagram fed for a paused binding is let through.
+    reads_while_paused: bool,
 }
 
 impl Checker {
@@ -463,7 +526,18 @@ impl Checker {
             touched: Vec::new(),
             tally: Tally::default(),
             shut_down: false,
+            paused: Vec::new(),
+            reads_while_paused: false,
         }
+    }
+
+    /// Lets datagrams be fed for a binding whose reads are paused, instead of
+    /// reporting [`Violation::ReadWhilePaused`]: for a fuzzer or property test
+    /// that feeds datagrams at will, to explore the engine beyond what a
+    /// runtime that obeys [`Action::PauseReads`] feeds it. Everything else is
+    /// checked as before.
+    pub fn allow_reads_while_paused(&mut self) {
+        self.reads_while_paused = true;
     }
 
     /// Feeds `input` to `engine` at `now`, drains and checks every action, and
@@ -528,6 +602,9 @@ impl Checker {
                 src,
                 payload,
             } => match self.live.get_mut(binding) {
+                Some(b) if matches!(b.reads, Reads::Paused { .. }) && !self.reads_while_paused => {
+                    return Err(Violation::ReadWhilePaused { binding: *binding });
+                }
                 // A binding past its deadline is closed before the datagram is looked at.
                 Some(b) if b.deadline > now => {
                     self.tally.received += 1;
@@ -649,11 +726,16 @@ impl Checker {
 
     /// Observes one action drained from the engine.
     pub fn on_action(&mut self, action: &Action) -> Result<(), Violation> {
-        if let Action::Deliver { subscriber, .. } = action {
-            if let Some(s) = self.subscribers.get(subscriber) {
-                if !self.touched.contains(&s.binding) {
-                    self.touched.push(s.binding);
-                }
+        let touched = match action {
+            Action::Deliver { subscriber, .. } | Action::EndStream { subscriber, .. } => {
+                self.subscribers.get(subscriber).map(|s| s.binding)
+            }
+            Action::PauseReads { binding } | Action::ResumeReads { binding } => Some(*binding),
+            _ => None,
+        };
+        if let Some(binding) = touched {
+            if !self.touched.contains(&binding) {
+                self.touched.push(binding);
             }
         }
         match action {
@@ -668,6 +750,8 @@ impl Checker {
             Action::Deliver { subscriber, event } => self.on_deliver(*subscriber, event),
             Action::EndStream { subscriber, reason } => self.on_end(*subscriber, *reason),
             Action::Reply { request, reply } => self.on_reply(*request, reply),
+            Action::PauseReads { binding } => self.on_pause(*binding),
+            Action::ResumeReads { binding } => self.on_resume(*binding),
         }
     }
 
@@ -735,6 +819,10 @@ impl Checker {
             return Ok(());
         };
         self.buffered -= b.ring_bytes;
+        if matches!(b.reads, Reads::Paused { .. }) {
+            // A closed binding needs no resume.
+            self.paused.retain(|(id, _)| *id != binding);
+        }
         let cause = if b.deadline <= self.now {
             Cause::Expired
         } else {
@@ -770,6 +858,51 @@ impl Checker {
         self.ended_now.retain(|&(_, of, _)| of != binding);
         self.tally.dropped_closed += b.pending;
         self.closed_now.insert(binding, cause);
+        Ok(())
+    }
+
+    /// Whether every subscriber of `b` is out of credit with datagrams
+    /// waiting: when the engine must pause its reads.
+    fn backlogged(&self, b: &LiveBinding) -> bool {
+        b.pending > 0
+            && !b.subscribers.is_empty()
+            && b.subscribers
+                .iter()
+                .all(|id| self.subscribers.get(id).is_none_or(|s| s.credit == 0))
+    }
+
+    fn on_pause(&mut self, binding: BindingId) -> Result<(), Violation> {
+        let unexpected = Violation::UnexpectedPause { binding };
+        let b = self.live.get(&binding).ok_or(unexpected.clone())?;
+        if b.reads != Reads::On || !self.backlogged(b) || self.config.max_read_pause.is_zero() {
+            return Err(unexpected);
+        }
+        let until = self.now + self.config.max_read_pause;
+        if let Some(b) = self.live.get_mut(&binding) {
+            b.reads = Reads::Paused { until };
+        }
+        self.paused.push((binding, until));
+        Ok(())
+    }
+
+    fn on_resume(&mut self, binding: BindingId) -> Result<(), Violation> {
+        let unexpected = Violation::UnexpectedResume { binding };
+        let b = self.live.get(&binding).ok_or(unexpected.clone())?;
+        let Reads::Paused { until } = b.reads else {
+            return Err(unexpected);
+        };
+        let reads = if until <= self.now {
+            // The pause ran to its limit.
+            Reads::Overrun
+        } else if !self.backlogged(b) {
+            Reads::On
+        } else {
+            return Err(unexpected);
+        };
+        if let Some(b) = self.live.get_mut(&binding) {
+            b.reads = reads;
+        }
+        self.paused.retain(|(id, _)| *id != binding);
         Ok(())
     }
 
@@ -987,6 +1120,7 @@ impl Checker {
                                 next_seq: 1,
                                 pending: 0,
                                 subscribers: Vec::new(),
+                                reads: Reads::On,
                             },
                         );
                         self.next_serial += 1;
@@ -1235,6 +1369,40 @@ impl Checker {
         rings + in_flight
     }
 
+    /// Each touched binding's reads against its subscribers (`every_binding`:
+    /// each live binding's): paused while they are all behind, unless a pause
+    /// already ran out since they last caught up; not paused otherwise.
+    fn check_reads(&mut self, every_binding: bool) -> Result<(), Violation> {
+        let pausing = !self.config.max_read_pause.is_zero();
+        let mut caught_up = Vec::new();
+        let checked: &mut dyn Iterator<Item = &BindingId> = if every_binding {
+            &mut self.live.keys()
+        } else {
+            &mut self.touched.iter()
+        };
+        for binding in checked {
+            let Some(b) = self.live.get(binding) else {
+                continue;
+            };
+            match (b.reads, self.backlogged(b)) {
+                (Reads::On, true) if pausing => {
+                    return Err(Violation::MissedPause { binding: *binding })
+                }
+                (Reads::Paused { .. }, false) => {
+                    return Err(Violation::MissedResume { binding: *binding })
+                }
+                (Reads::Overrun, false) => caught_up.push(*binding),
+                _ => {}
+            }
+        }
+        for binding in caught_up {
+            if let Some(b) = self.live.get_mut(&binding) {
+                b.reads = Reads::On;
+            }
+        }
+        Ok(())
+    }
+
     /// `every_binding`: each live binding's counters, not only the touched ones'.
     fn check_engine(&mut self, engine: &Engine, every_binding: bool) -> Result<(), Violation> {
         if self.earliest_deadline.is_some_and(|at| at <= self.now) {
@@ -1252,6 +1420,13 @@ impl Checker {
                 );
             }
         }
+        if let Some(&(binding, until)) = self.paused.iter().find(|(_, until)| *until <= self.now) {
+            return Err(Violation::PauseOverdue {
+                binding,
+                overdue: self.now - until,
+            });
+        }
+        self.check_reads(every_binding)?;
         let bindings_mismatch = || Violation::BindingsMismatch {
             engine: engine.binding_count(),
             expected: self.live.len(),

@@ -43,6 +43,10 @@ pub struct SimConfig {
     pub timer_slack: Duration,
     /// Sockets the simulated host lets the runtime open (beyond: out of descriptors).
     pub fd_limit: usize,
+    /// Datagrams each socket's simulated kernel receive buffer holds while
+    /// its reader is behind or paused; beyond it the kernel drops them and
+    /// reports the count with the next datagram read (as `SO_RXQ_OVFL` does).
+    pub kernel_buffer: usize,
     /// Whether the run records its [`Trace`] of every input and action. Without
     /// it a run is faster (what a sweep over many seeds wants) and its report's
     /// trace is empty; a run that fails is then replayed from its seed with the
@@ -64,6 +68,9 @@ impl SimConfig {
                 ring_datagrams: 12,
                 ring_bytes: 256,
                 delivery_window: 4,
+                // Long enough that slow readers' credit sometimes comes back
+                // within a pause and the small kernel buffer below overflows.
+                max_read_pause: Duration::from_millis(200),
                 ..Config::default()
             },
             network: NetworkConfig::default(),
@@ -73,6 +80,8 @@ impl SimConfig {
             max_steps: 1500,
             timer_slack: Duration::from_millis(2),
             fd_limit: 8,
+            // One datagram: a paused or busy reader overflows it now and then.
+            kernel_buffer: 1,
             trace: true,
         }
     }
@@ -115,6 +124,16 @@ pub struct SimStats {
     pub send_errors: u64,
     /// Clients that vanished.
     pub vanished: u64,
+    /// Times the engine paused a binding's reads.
+    pub reads_paused: u64,
+    /// Pauses that ended because a subscriber could take more (credit, a
+    /// subscriber gone or added) before the limit.
+    pub resumed_early: u64,
+    /// Pauses that ran to the engine's limit.
+    pub resumed_at_limit: u64,
+    /// Datagrams the simulated kernel dropped because a socket's receive
+    /// buffer was full.
+    pub kernel_drops: u64,
 }
 
 /// Streams the engine ended, by [`CloseReason`].
@@ -199,12 +218,9 @@ enum Scheduled {
         dest: SocketAddr,
         payload: Bytes,
     },
-    /// A socket's reader task hands a datagram to the engine.
-    SocketRead {
-        binding: BindingId,
-        src: SocketAddr,
-        payload: Bytes,
-    },
+    /// A socket's reader task hands a datagram it read to the engine (with
+    /// the kernel's drop count read along with it).
+    SocketRead(BindingId, Read),
     /// An ICMP error surfaces on a socket.
     Icmp {
         binding: BindingId,
@@ -226,6 +242,31 @@ const RUNTIME_STREAM: u64 = 3;
 const CLIENT_STREAM: u64 = 4;
 const PEER_STREAM: u64 = 5;
 
+/// A datagram a reader took from the kernel, with the kernel drops it reports.
+#[derive(Debug)]
+struct Read {
+    src: SocketAddr,
+    payload: Bytes,
+    drops: u64,
+}
+
+/// An open socket as the simulated runtime sees it: the kernel's receive
+/// buffer, and its reader task.
+#[derive(Debug, Default)]
+struct SimSocket {
+    /// The kernel's receive buffer.
+    queue: std::collections::VecDeque<(SocketAddr, Bytes)>,
+    /// Datagrams the kernel dropped since a read last reported it.
+    drops: u64,
+    /// The engine paused reads: since when it may last, if paused.
+    paused_until: Option<Instant>,
+    /// A read is in the reader's hands (scheduled to reach the engine).
+    reading: bool,
+    /// Reads that reached the reader when reads were already paused: they
+    /// go in first when reads resume, in order.
+    stash: std::collections::VecDeque<Read>,
+}
+
 /// First port of the simulated peers.
 const PEER_PORT: u16 = 9000;
 
@@ -234,9 +275,13 @@ const PEER_PORT: u16 = 9000;
 ///
 /// The simulation plays the runtime: it opens sockets on a simulated host (a port
 /// taken is `AddrInUse`, too many is out of descriptors), transmits through a
-/// simulated [`Network`], reads datagrams with a small delay (so some race their
-/// binding's close), returns delivery credit as each client reads its stream, and
-/// wakes the engine at its deadlines, a little late. Clients bind, send, subscribe
+/// simulated [`Network`], queues arriving datagrams in each socket's simulated
+/// kernel buffer (bounded by [`SimConfig::kernel_buffer`]; beyond it they are
+/// dropped and reported with the next datagram read), reads them with a small
+/// delay (so some race their binding's close) and only while the engine has
+/// not paused the binding's reads ([`Action::PauseReads`]; a datagram in the
+/// reader's hands then waits for the resume), returns delivery credit as each
+/// client reads its stream, and wakes the engine at its deadlines, a little late. Clients bind, send, subscribe
 /// with and without resume, heartbeat, unsubscribe, drop their streams and vanish;
 /// peers send datagrams to the bindings and echo some back. At the end it shuts the
 /// engine down and lets the runtime finish what is in flight.
@@ -261,6 +306,8 @@ pub struct Simulation {
     next_request: u64,
     /// Which client owns each live stream.
     streams: IdMap<SubscriberId, usize>,
+    /// The open sockets' kernel buffers and readers.
+    sockets: IdMap<BindingId, SimSocket>,
     /// The engine deadline the runtime's timer is armed for, and when it fires.
     timer: Option<(Instant, Duration)>,
     stopping: bool,
@@ -320,6 +367,7 @@ impl Simulation {
             requests: IdMap::default(),
             next_request: 1,
             streams: IdMap::default(),
+            sockets: IdMap::default(),
             timer: None,
             stopping: false,
             stats: SimStats::default(),
@@ -472,6 +520,33 @@ impl Simulation {
             }
             Action::CloseSocket { binding } => {
                 self.host.close(binding);
+                if let Some(socket) = self.sockets.remove(&binding) {
+                    // The kernel's buffer goes with the socket; what the
+                    // reader already holds still reaches the engine, after
+                    // the close (counted as raced it).
+                    for read in socket.stash {
+                        self.schedule_in(Duration::ZERO, Scheduled::SocketRead(binding, read));
+                    }
+                }
+            }
+            Action::PauseReads { binding } => {
+                self.stats.reads_paused += 1;
+                if let Some(socket) = self.sockets.get_mut(&binding) {
+                    socket.paused_until =
+                        Some(self.clock.now() + self.config.engine.max_read_pause);
+                }
+            }
+            Action::ResumeReads { binding } => {
+                if let Some(socket) = self.sockets.get_mut(&binding) {
+                    match socket.paused_until.take() {
+                        Some(until) if until <= self.clock.now() => {
+                            self.stats.resumed_at_limit += 1
+                        }
+                        _ => self.stats.resumed_early += 1,
+                    }
+                }
+                // At once: no new datagram has to arrive to wake the reader.
+                self.start_read(binding);
             }
             Action::Transmit {
                 request,
@@ -552,10 +627,13 @@ impl Simulation {
             Scheduled::PeerWake(i) => self.wake_peer(i),
             Scheduled::OpenDone { binding, addr } => {
                 let input = match self.host.open(binding, addr) {
-                    Ok(local_addr) => Input::SocketOpened {
-                        binding,
-                        local_addr,
-                    },
+                    Ok(local_addr) => {
+                        self.sockets.insert(binding, SimSocket::default());
+                        Input::SocketOpened {
+                            binding,
+                            local_addr,
+                        }
+                    }
                     Err(error) => Input::SocketFailed { binding, error },
                 };
                 self.feed(input)?;
@@ -583,15 +661,7 @@ impl Simulation {
                 };
                 self.feed(Input::Transmitted { request, outcome })?;
             }
-            Scheduled::SocketRead {
-                binding,
-                src,
-                payload,
-            } => self.feed(Input::Datagram {
-                binding,
-                src,
-                payload,
-            })?,
+            Scheduled::SocketRead(binding, read) => self.hand_in(binding, read)?,
             Scheduled::Icmp { binding } => self.feed(Input::SocketError {
                 binding,
                 error: ReceiveError::ConnectionRefused,
@@ -677,21 +747,79 @@ impl Simulation {
         self.schedule_in(next, Scheduled::PeerWake(i));
     }
 
+    /// The reader takes the next datagram (one it holds from before a pause,
+    /// else the kernel's oldest) unless reads are paused or it is busy; it
+    /// reaches the engine a moment later, maybe after the pause or the close.
+    fn start_read(&mut self, binding: BindingId) {
+        let Some(socket) = self.sockets.get_mut(&binding) else {
+            return;
+        };
+        if socket.reading || socket.paused_until.is_some() {
+            return;
+        }
+        let read = match socket.stash.pop_front() {
+            Some(read) => read,
+            None => match socket.queue.pop_front() {
+                Some((src, payload)) => Read {
+                    src,
+                    payload,
+                    drops: std::mem::take(&mut socket.drops),
+                },
+                None => return,
+            },
+        };
+        socket.reading = true;
+        let delay = self
+            .runtime_rng
+            .duration(Duration::ZERO..=Duration::from_millis(1));
+        self.schedule_in(delay, Scheduled::SocketRead(binding, read));
+    }
+
+    /// A read reaches the engine, unless reads were paused meanwhile: then
+    /// the reader holds it until they resume.
+    fn hand_in(&mut self, binding: BindingId, read: Read) -> Result<(), Violation> {
+        if let Some(socket) = self.sockets.get_mut(&binding) {
+            socket.reading = false;
+            if socket.paused_until.is_some() {
+                socket.stash.push_front(read);
+                return Ok(());
+            }
+        }
+        if read.drops > 0 {
+            self.feed(Input::KernelDrops {
+                binding,
+                count: read.drops,
+            })?;
+            // The drops' `lagged` notices may have used up the last credit,
+            // and paused reads: the datagram then waits for the resume.
+            if let Some(socket) = self.sockets.get_mut(&binding) {
+                if socket.paused_until.is_some() {
+                    socket.stash.push_front(Read { drops: 0, ..read });
+                    return Ok(());
+                }
+            }
+        }
+        self.feed(Input::Datagram {
+            binding,
+            src: read.src,
+            payload: read.payload,
+        })?;
+        self.start_read(binding);
+        Ok(())
+    }
+
     /// A datagram reaches its destination address.
     fn arrive(&mut self, datagram: InFlight) {
         if let Some(binding) = self.host.socket_at(datagram.to) {
-            // The reader task picks it up a moment later, maybe after the close.
-            let delay = self
-                .runtime_rng
-                .duration(Duration::ZERO..=Duration::from_millis(1));
-            self.schedule_in(
-                delay,
-                Scheduled::SocketRead {
-                    binding,
-                    src: datagram.from,
-                    payload: datagram.payload,
-                },
-            );
+            if let Some(socket) = self.sockets.get_mut(&binding) {
+                if socket.queue.len() >= self.config.kernel_buffer {
+                    socket.drops += 1;
+                    self.stats.kernel_drops += 1;
+                } else {
+                    socket.queue.push_back((datagram.from, datagram.payload));
+                }
+            }
+            self.start_read(binding);
         } else if self.peers.contains(&datagram.to) {
             if !self.stopping && self.peer_rng.chance(400) {
                 let echo = InFlight {
