@@ -7,11 +7,14 @@
 //!   invariant as a [`Violation`]: a datagram delivered after its binding closed or
 //!   after its stream ended, a socket closed twice or never, a lease ended early or
 //!   late, a datagram neither delivered nor counted, a command without exactly one
-//!   reply, a delivery beyond the credit window. Use it in your own tests, property
+//!   reply, a delivery beyond the credit window, reads paused or resumed against
+//!   the flow-control rule or paused past [`Config::max_read_pause`](crate::Config::max_read_pause),
+//!   a datagram fed while its binding's reads were paused. Use it in your own tests, property
 //!   tests and fuzz targets, around your own run loop.
 //! - [`Simulation`] runs a whole deployment from one seed: a simulated clock, a
 //!   simulated [`Network`] (loss, duplication, reordering, delay), a simulated
-//!   runtime (sockets on a simulated host, transmits, credit returned as clients
+//!   runtime (sockets on a simulated host with bounded kernel receive buffers,
+//!   reads that obey the engine's pauses, transmits, credit returned as clients
 //!   read), many clients that bind, send, subscribe with and without resume,
 //!   heartbeat, unsubscribe and vanish, and peers that send and echo datagrams. Every
 //!   step goes through the checker, and the run's [`Trace`] records every input and
