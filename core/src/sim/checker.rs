@@ -333,12 +333,27 @@ struct LiveBinding {
     subscribers: Vec<SubscriberId>,
     reads: Reads,
     /// This binding's share of the checker's [`Tally`].
-    tally: BindingTally,
+    tally: DatagramTally,
 }
 
-/// What a live binding's counters must say, kept from the inputs and actions.
+/// The datagram counts of a [`BindingCounters`] or a [`Counters`], in the
+/// order of [`DatagramTally::against`] (the two types share the field names).
+macro_rules! datagram_counts {
+    ($c:expr) => {
+        [
+            $c.received,
+            $c.delivered,
+            $c.dropped_overflow,
+            $c.dropped_memory,
+            $c.dropped_kernel,
+        ]
+    };
+}
+
+/// What happened to received datagrams (one binding's, or all of them),
+/// kept from the inputs and actions.
 #[derive(Debug, Default)]
-struct BindingTally {
+struct DatagramTally {
     received: u64,
     delivered: u64,
     dropped_overflow: u64,
@@ -414,13 +429,10 @@ impl Cause {
 struct Tally {
     opened: u64,
     closed: u64,
-    received: u64,
-    delivered: u64,
-    dropped_overflow: u64,
-    dropped_memory: u64,
     dropped_closed: u64,
     dropped_unbound: u64,
-    dropped_kernel: u64,
+    /// The sums over every binding, live or closed.
+    datagrams: DatagramTally,
 }
 
 /// Checks the invariants of an [`Engine`] from the outside, step by step.
@@ -625,13 +637,13 @@ impl Checker {
                 }
                 // A binding past its deadline is closed before the datagram is looked at.
                 Some(b) if b.deadline > now => {
-                    self.tally.received += 1;
+                    self.tally.datagrams.received += 1;
                     b.tally.received += 1;
                     if b.renew_on_traffic {
                         b.deadline = now + b.lease.as_duration();
                     }
                     if self.buffered + payload.len() > self.config.max_buffered_bytes {
-                        self.tally.dropped_memory += 1;
+                        self.tally.datagrams.dropped_memory += 1;
                         b.tally.dropped_memory += 1;
                         // Never numbered: each stream is owed a notice, as for kernel drops.
                         for id in &b.subscribers {
@@ -660,7 +672,7 @@ impl Checker {
                                 self.buffered -= old.payload.len();
                                 if !old.delivered {
                                     b.pending -= 1;
-                                    self.tally.dropped_overflow += 1;
+                                    self.tally.datagrams.dropped_overflow += 1;
                                     b.tally.dropped_overflow += 1;
                                 }
                             }
@@ -675,7 +687,7 @@ impl Checker {
             Input::KernelDrops { binding, count } => {
                 // A binding past its deadline is closed before the drops are looked at.
                 if let Some(b) = self.live.get_mut(binding).filter(|b| b.deadline > now) {
-                    self.tally.dropped_kernel += count;
+                    self.tally.datagrams.dropped_kernel += count;
                     b.tally.dropped_kernel += count;
                     for id in &b.subscribers {
                         if let Some(s) = self.subscribers.get_mut(id) {
@@ -1043,7 +1055,7 @@ impl Checker {
         if !held.delivered {
             held.delivered = true;
             b.pending -= 1;
-            self.tally.delivered += 1;
+            self.tally.datagrams.delivered += 1;
             b.tally.delivered += 1;
         }
         Ok(())
@@ -1148,7 +1160,7 @@ impl Checker {
                                 pending: 0,
                                 subscribers: Vec::new(),
                                 reads: Reads::On,
-                                tally: BindingTally::default(),
+                                tally: DatagramTally::default(),
                             },
                         );
                         self.next_serial += 1;
@@ -1480,23 +1492,8 @@ impl Checker {
                     counters: Box::new(c),
                 });
             }
-            let t = &b.tally;
-            for (counter, engine, expected) in [
-                ("received", c.received, t.received),
-                ("delivered", c.delivered, t.delivered),
-                ("dropped_overflow", c.dropped_overflow, t.dropped_overflow),
-                ("dropped_memory", c.dropped_memory, t.dropped_memory),
-                ("dropped_kernel", c.dropped_kernel, t.dropped_kernel),
-                ("pending", c.pending, b.pending),
-            ] {
-                if engine != expected {
-                    return Err(Violation::CounterMismatch {
-                        counter,
-                        engine,
-                        expected,
-                    });
-                }
-            }
+            same_counts(b.tally.against(datagram_counts!(c)))?;
+            same_counts([("pending", c.pending, b.pending)])?;
         }
         if engine.subscriber_count() != self.subscribers.len() {
             return Err(Violation::SubscribersMismatch {
@@ -1533,37 +1530,54 @@ impl Checker {
             });
         }
         let t = &self.tally;
-        for (counter, engine, expected) in [
+        let d = &t.datagrams;
+        same_counts(d.against(datagram_counts!(c)))?;
+        same_counts([
             ("bindings_opened", c.bindings_opened, t.opened),
             ("bindings_closed", c.bindings_closed, t.closed),
-            ("received", c.received, t.received),
-            ("delivered", c.delivered, t.delivered),
-            ("dropped_overflow", c.dropped_overflow, t.dropped_overflow),
-            ("dropped_memory", c.dropped_memory, t.dropped_memory),
             ("dropped_closed", c.dropped_closed, t.dropped_closed),
             ("dropped_unbound", c.dropped_unbound, t.dropped_unbound),
-            ("dropped_kernel", c.dropped_kernel, t.dropped_kernel),
             // What was received and neither delivered nor dropped still waits.
             (
                 "pending",
                 c.pending,
-                t.received
-                    .wrapping_sub(t.delivered)
-                    .wrapping_sub(t.dropped_overflow)
-                    .wrapping_sub(t.dropped_memory)
+                d.received
+                    .wrapping_sub(d.delivered)
+                    .wrapping_sub(d.dropped_overflow)
+                    .wrapping_sub(d.dropped_memory)
                     .wrapping_sub(t.dropped_closed),
             ),
-        ] {
-            if engine != expected {
-                return Err(Violation::CounterMismatch {
-                    counter,
-                    engine,
-                    expected,
-                });
-            }
-        }
-        Ok(())
+        ])
     }
+}
+
+impl DatagramTally {
+    /// The engine's counts (from [`datagram_counts!`]) next to these, named,
+    /// for [`same_counts`].
+    fn against(&self, engine: [u64; 5]) -> [(&'static str, u64, u64); 5] {
+        let [received, delivered, dropped_overflow, dropped_memory, dropped_kernel] = engine;
+        [
+            ("received", received, self.received),
+            ("delivered", delivered, self.delivered),
+            ("dropped_overflow", dropped_overflow, self.dropped_overflow),
+            ("dropped_memory", dropped_memory, self.dropped_memory),
+            ("dropped_kernel", dropped_kernel, self.dropped_kernel),
+        ]
+    }
+}
+
+/// Each `(counter, engine's value, expected value)` agrees, or the first that does not.
+fn same_counts<const N: usize>(counts: [(&'static str, u64, u64); N]) -> Result<(), Violation> {
+    for (counter, engine, expected) in counts {
+        if engine != expected {
+            return Err(Violation::CounterMismatch {
+                counter,
+                engine,
+                expected,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Whether `o` may be answered in this step: fed in it, or waiting for the
