@@ -622,3 +622,80 @@ fn checker_tells_apart_two_commands_in_flight_under_one_request_id() {
         .finish(&rig.engine)
         .expect("every command answered once");
 }
+
+/// A rig with a delivery window of 2 whose one binding's one subscriber has
+/// used it up with two datagrams.
+fn out_of_credit() -> (Rig, BindingId) {
+    let mut rig = Rig::new(Config {
+        delivery_window: 2,
+        ..Config::default()
+    });
+    let binding = rig.bind(10);
+    rig.subscribe(binding);
+    rig.datagram(binding, b"one");
+    rig.datagram(binding, b"two");
+    (rig, binding)
+}
+
+#[test]
+fn checker_reports_a_datagram_fed_while_reads_are_paused() {
+    let (mut rig, binding) = out_of_credit();
+    assert_eq!(
+        rig.datagram(binding, b"three"),
+        vec![Action::PauseReads { binding }]
+    );
+    let fed = Input::Datagram {
+        binding,
+        src: addr("127.0.0.1:9000"),
+        payload: Bytes::from_static(b"four"),
+    };
+    assert_eq!(
+        rig.checker.step(&mut rig.engine, fed.clone(), rig.now),
+        Err(Violation::ReadWhilePaused { binding })
+    );
+
+    // A fuzzer may feed it all the same.
+    let (mut rig, binding) = out_of_credit();
+    rig.checker.allow_reads_while_paused();
+    rig.datagram(binding, b"three");
+    assert!(rig.checker.step(&mut rig.engine, fed, rig.now).is_ok());
+}
+
+#[test]
+fn checker_reports_a_missed_pause() {
+    let (mut rig, binding) = out_of_credit();
+    let fed = Input::Datagram {
+        binding,
+        src: addr("127.0.0.1:9000"),
+        payload: Bytes::from_static(b"three"),
+    };
+    assert_eq!(
+        rig.forged_step(fed, &[]),
+        Err(Violation::MissedPause { binding })
+    );
+}
+
+#[test]
+fn checker_reports_a_pause_that_outlasts_its_limit() {
+    let (mut rig, binding) = out_of_credit();
+    rig.datagram(binding, b"three");
+    // The limit (10 ms) passes and the engine does not resume.
+    rig.at(0.010);
+    assert_eq!(
+        rig.forged_step(Input::Timeout, &[]),
+        Err(Violation::PauseOverdue {
+            binding,
+            overdue: Duration::ZERO
+        })
+    );
+}
+
+#[test]
+fn checker_reports_a_resume_while_every_subscriber_is_still_behind() {
+    let (mut rig, binding) = out_of_credit();
+    rig.datagram(binding, b"three");
+    assert_eq!(
+        rig.forged_step(Input::Timeout, &[Action::ResumeReads { binding }]),
+        Err(Violation::UnexpectedResume { binding })
+    );
+}
