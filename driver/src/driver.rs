@@ -110,7 +110,9 @@ pub(crate) struct Driver {
     sockets: HashMap<BindingId, Arc<SocketSlot>>,
     /// What readers read of a binding whose reads the engine paused before it
     /// was fed (a batch in the channel, the rest of one that the pause cut
-    /// short): fed, in order, once the engine resumes them.
+    /// short): fed, in order, once the engine resumes them. Bounded: a paused
+    /// reader reads no more, so at most the batch it was reading and the
+    /// [`BATCH_QUEUE`] queued ones land here.
     unfed: HashMap<BindingId, VecDeque<Received>>,
     streams: HashMap<SubscriberId, StreamSink>,
     waiting: HashMap<RequestId, Waiting>,
