@@ -31,7 +31,6 @@ mod metrics;
 pub mod openapi;
 mod ops;
 mod porthole;
-mod runtime;
 mod server;
 mod socket;
 mod token;
@@ -44,11 +43,13 @@ pub use config::{HttpConfig, HttpConfigError};
 pub use edge::{AllowedOrigins, Origin, ParseOriginError};
 pub use listener::{InheritedListener, Listen, ListenAddr, ParseListenError, DEFAULT_UNIX_MODE};
 pub use porthole::{Porthole, StartError};
+/// The runtime traits (the `porthole-runtime` crate), under their old path.
+pub use porthole_runtime as runtime;
 #[cfg(unix)]
 pub use runtime::AsyncUnixListener;
 pub use runtime::{
-    AsyncTcpListener, AsyncTimer, AsyncUdpSocket, BoxFuture, Connection, Direction, Runtime,
-    SockRef, TcpConnection,
+    AsyncTcpListener, AsyncTimer, AsyncUdpSocket, BoxFuture, ConnectFuture, Connection, Direction,
+    Runtime, SockRef, TcpConnection,
 };
 pub use server::{Server, ServerConfig, DEFAULT_LISTEN};
 pub use token::{Token, TokenError};

@@ -9,10 +9,9 @@
 //! `async-tungstenite` on a futures-io adapter, so no runtime is named here.
 
 use std::collections::VecDeque;
-use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_channel::{Receiver, Sender};
@@ -29,7 +28,7 @@ use porthole_core::api::RequestError;
 use porthole_core::{ApiError, BindingId, Command, Event, Reply, SubscriberId};
 
 use crate::driver::{StreamItem, ToDriver};
-use crate::runtime::{AsyncTimer, Runtime};
+use crate::runtime::{AsyncTimer, FuturesIo, Runtime};
 use crate::server::ConnectionGuard;
 
 /// Sends handed to the engine whose outcome the channel has not read yet.
@@ -122,7 +121,8 @@ pub(crate) async fn serve(
     let config = WebSocketConfig::default()
         .max_message_size(Some(frames::MAX_CLIENT_MESSAGE))
         .max_frame_size(Some(frames::MAX_CLIENT_MESSAGE));
-    let ws = WebSocketStream::from_raw_socket(Io(upgraded), Role::Server, Some(config)).await;
+    let ws =
+        WebSocketStream::from_raw_socket(FuturesIo(upgraded), Role::Server, Some(config)).await;
     let now = wiring.runtime.now();
     let mut channel = Channel {
         ws,
@@ -456,49 +456,7 @@ fn truncate(s: &str, max: usize) -> &str {
 }
 
 /// hyper's upgraded connection as futures-io, which async-tungstenite reads.
-struct Io(Upgraded);
-
-impl futures_io::AsyncRead for Io {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
-        let mut read = hyper::rt::ReadBuf::new(buf);
-        ready!(hyper::rt::Read::poll_read(
-            Pin::new(&mut self.0),
-            cx,
-            read.unfilled()
-        ))?;
-        Poll::Ready(Ok(read.filled().len()))
-    }
-}
-
-impl futures_io::AsyncWrite for Io {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        hyper::rt::Write::poll_write(Pin::new(&mut self.0), cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        hyper::rt::Write::poll_write_vectored(Pin::new(&mut self.0), cx, bufs)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        hyper::rt::Write::poll_flush(Pin::new(&mut self.0), cx)
-    }
-
-    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        hyper::rt::Write::poll_shutdown(Pin::new(&mut self.0), cx)
-    }
-}
+type Io = FuturesIo<Upgraded>;
 
 #[cfg(test)]
 mod tests {

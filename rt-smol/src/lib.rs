@@ -29,8 +29,8 @@ use std::time::Instant;
 use async_executor::Executor;
 use async_io::Async;
 use porthole_driver::{
-    AsyncTcpListener, AsyncTimer, AsyncUdpSocket, AsyncUnixListener, BoxFuture, Connection,
-    Direction, SockRef, TcpConnection,
+    AsyncTcpListener, AsyncTimer, AsyncUdpSocket, AsyncUnixListener, BoxFuture, ConnectFuture,
+    Connection, Direction, SockRef, TcpConnection,
 };
 use smol_hyper::rt::FuturesIo;
 
@@ -95,6 +95,37 @@ impl Runtime for SmolRuntime {
     ) -> io::Result<Box<dyn AsyncUnixListener>> {
         Ok(Box::new(UnixListener(Async::new(listener)?)))
     }
+
+    fn connect_tcp(&self, addr: SocketAddr) -> ConnectFuture {
+        Box::pin(async move {
+            let io = Async::<std::net::TcpStream>::connect(addr).await?;
+            Ok(tcp_connection(io))
+        })
+    }
+
+    fn connect_unix(&self, path: &std::path::Path) -> ConnectFuture {
+        let path = path.to_owned();
+        Box::pin(async move {
+            let io = Async::<std::os::unix::net::UnixStream>::connect(path).await?;
+            Ok(unix_connection(io))
+        })
+    }
+}
+
+/// A Unix domain stream on async-io's reactor as a [`Connection`], accepted or made.
+fn unix_connection(io: Async<std::os::unix::net::UnixStream>) -> Box<dyn Connection> {
+    Box::new(TcpConnection::unix(Stream(FuturesIo::new(io))))
+}
+
+/// A TCP stream on async-io's reactor as a [`Connection`], accepted or made.
+fn tcp_connection(io: Async<std::net::TcpStream>) -> Box<dyn Connection> {
+    Box::new(
+        // `Async<TcpStream>` writes vectors with one `writev`.
+        TcpConnection::new(Stream(FuturesIo::new(io)), |io, on| {
+            io.0.get_ref().get_ref().set_nodelay(on)
+        })
+        .with_vectored_writes(),
+    )
 }
 
 /// async-io's timer, which `set_at` moves in place.
@@ -170,15 +201,7 @@ impl AsyncTcpListener for TcpListener {
         loop {
             match self.0.get_ref().accept() {
                 Ok((stream, peer)) => {
-                    let io = Async::new(stream)?;
-                    let io: Box<dyn Connection> = Box::new(
-                        // `Async<TcpStream>` writes vectors with one `writev`.
-                        TcpConnection::new(Stream(FuturesIo::new(io)), |io, on| {
-                            io.0.get_ref().get_ref().set_nodelay(on)
-                        })
-                        .with_vectored_writes(),
-                    );
-                    return Poll::Ready(Ok((io, peer)));
+                    return Poll::Ready(Ok((tcp_connection(Async::new(stream)?), peer)));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     ready!(self.0.poll_readable(cx))?;
@@ -203,10 +226,7 @@ impl AsyncUnixListener for UnixListener {
         loop {
             match self.0.get_ref().accept() {
                 Ok((stream, _)) => {
-                    let io = Async::new(stream)?;
-                    let io: Box<dyn Connection> =
-                        Box::new(TcpConnection::unix(Stream(FuturesIo::new(io))));
-                    return Poll::Ready(Ok(io));
+                    return Poll::Ready(Ok(unix_connection(Async::new(stream)?)));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     ready!(self.0.poll_readable(cx))?;

@@ -22,8 +22,8 @@ use std::time::Instant;
 
 use hyper_util::rt::TokioIo;
 use porthole_driver::{
-    AsyncTcpListener, AsyncTimer, AsyncUdpSocket, AsyncUnixListener, BoxFuture, Connection,
-    Direction, SockRef, TcpConnection,
+    AsyncTcpListener, AsyncTimer, AsyncUdpSocket, AsyncUnixListener, BoxFuture, ConnectFuture,
+    Connection, Direction, SockRef, TcpConnection,
 };
 
 pub use porthole_driver::{
@@ -94,6 +94,37 @@ impl Runtime for TokioRuntime {
             listener,
         )?)))
     }
+
+    fn connect_tcp(&self, addr: SocketAddr) -> ConnectFuture {
+        // Connected on the runtime itself: tokio's sockets register with the
+        // reactor of the context they are made in, and the caller's future
+        // may be polled anywhere.
+        let connecting = self.handle.spawn(tokio::net::TcpStream::connect(addr));
+        Box::pin(async move { Ok(tcp_connection(connecting.await.map_err(io::Error::other)??)) })
+    }
+
+    fn connect_unix(&self, path: &std::path::Path) -> ConnectFuture {
+        let connecting = self
+            .handle
+            .spawn(tokio::net::UnixStream::connect(path.to_owned()));
+        Box::pin(async move {
+            Ok(unix_connection(
+                connecting.await.map_err(io::Error::other)??,
+            ))
+        })
+    }
+}
+
+/// A tokio TCP stream as a [`Connection`], accepted or made.
+fn tcp_connection(stream: tokio::net::TcpStream) -> Box<dyn Connection> {
+    Box::new(TcpConnection::new(TokioIo::new(stream), |io, on| {
+        io.inner().set_nodelay(on)
+    }))
+}
+
+/// A tokio Unix domain stream as a [`Connection`], accepted or made.
+fn unix_connection(stream: tokio::net::UnixStream) -> Box<dyn Connection> {
+    Box::new(TcpConnection::unix(TokioIo::new(stream)))
 }
 
 pin_project_lite::pin_project! {
@@ -162,13 +193,9 @@ impl AsyncTcpListener for TcpListener {
         &self,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<(Box<dyn Connection>, SocketAddr)>> {
-        self.0.poll_accept(cx).map_ok(|(stream, peer)| {
-            let io: Box<dyn Connection> =
-                Box::new(TcpConnection::new(TokioIo::new(stream), |io, on| {
-                    io.inner().set_nodelay(on)
-                }));
-            (io, peer)
-        })
+        self.0
+            .poll_accept(cx)
+            .map_ok(|(stream, peer)| (tcp_connection(stream), peer))
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -182,10 +209,9 @@ struct UnixListener(tokio::net::UnixListener);
 
 impl AsyncUnixListener for UnixListener {
     fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<Box<dyn Connection>>> {
-        self.0.poll_accept(cx).map_ok(|(stream, _)| {
-            let io: Box<dyn Connection> = Box::new(TcpConnection::unix(TokioIo::new(stream)));
-            io
-        })
+        self.0
+            .poll_accept(cx)
+            .map_ok(|(stream, _)| unix_connection(stream))
     }
 }
 

@@ -144,6 +144,17 @@ pub struct WsDatagram {
     pub payload: Bytes,
 }
 
+/// A server text message that is not a notice this version knows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WsNoticeError {
+    /// Not JSON, or not one of the notices' shapes.
+    #[error("malformed notice: {0}")]
+    Malformed(String),
+    /// An error code or close reason this version does not know.
+    #[error("unknown error code or close reason {0:?}")]
+    UnknownName(String),
+}
+
 /// Decodes a server → client binary message. For clients (and tests).
 pub fn decode_ws_datagram(message: Bytes) -> Result<WsDatagram, WsFrameError> {
     let seq = message
@@ -214,6 +225,51 @@ impl WsNotice {
             }
         };
         value.to_string()
+    }
+
+    /// Decodes a server → client text message. For clients (and tests).
+    pub fn decode(text: &str) -> Result<WsNotice, WsNoticeError> {
+        #[derive(serde::Deserialize)]
+        #[serde(tag = "event", rename_all = "snake_case")]
+        enum Wire {
+            Lagged {
+                missed: u64,
+            },
+            SendError {
+                dest: String,
+                error: String,
+                #[serde(default)]
+                message: String,
+                count: u64,
+            },
+            Closed {
+                reason: String,
+            },
+        }
+        let wire: Wire =
+            serde_json::from_str(text).map_err(|e| WsNoticeError::Malformed(e.to_string()))?;
+        Ok(match wire {
+            Wire::Lagged { missed } => WsNotice::Lagged { missed },
+            Wire::SendError {
+                dest,
+                error,
+                message,
+                count,
+            } => WsNotice::SendError {
+                dest: dest
+                    .parse()
+                    .map_err(|_| WsNoticeError::Malformed(format!("bad dest {dest:?}")))?,
+                error: ErrorCode::from_name(&error).ok_or(WsNoticeError::UnknownName(error))?,
+                message,
+                count,
+            },
+            Wire::Closed { reason } => WsNotice::Closed(
+                CloseReason::ALL
+                    .into_iter()
+                    .find(|r| r.as_str() == reason)
+                    .ok_or(WsNoticeError::UnknownName(reason))?,
+            ),
+        })
     }
 
     /// Folds `other` into this notice if both are the same failure (same
@@ -347,6 +403,36 @@ mod tests {
         assert_eq!(v["error"], "destination_denied");
         assert_eq!(v["message"], "denied \"x\"");
         assert_eq!(v["count"], 1);
+    }
+
+    #[test]
+    fn notices_decode_what_they_encode() {
+        let notices = [
+            WsNotice::Lagged { missed: 7 },
+            WsNotice::Closed(CloseReason::Shutdown),
+            WsNotice::Closed(CloseReason::Idle),
+            WsNotice::SendError {
+                dest: "[::1]:53".parse().unwrap(),
+                error: ErrorCode::DestinationUnreachable,
+                message: "no route".into(),
+                count: 3,
+            },
+        ];
+        for n in notices {
+            assert_eq!(WsNotice::decode(&n.encode()), Ok(n));
+        }
+        assert!(matches!(
+            WsNotice::decode(r#"{"event":"closed","reason":"bored"}"#),
+            Err(WsNoticeError::UnknownName(r)) if r == "bored"
+        ));
+        assert!(matches!(
+            WsNotice::decode(r#"{"event":"lagged"}"#),
+            Err(WsNoticeError::Malformed(_))
+        ));
+        assert!(matches!(
+            WsNotice::decode("not json"),
+            Err(WsNoticeError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -1,15 +1,25 @@
-//! What the driver needs from an async runtime, and nothing more.
+//! What Porthole's server (`porthole-driver`) and client (`porthole-client`)
+//! need from an async runtime, and nothing more.
 //!
 //! Modelled on quinn's `Runtime`/`AsyncUdpSocket`/`AsyncTimer`: every trait is
-//! object safe, so the driver is compiled once and runs on any runtime that
-//! implements these few methods (tokio in `porthole-tokio`, smol/async-io in
-//! `porthole-smol`). Sockets are created with `std::net` by the driver and only
-//! handed to the runtime to be registered with its reactor.
+//! object safe, so the driver and the client are compiled once and run on any
+//! runtime that implements these few methods (tokio in `porthole-tokio`,
+//! smol/async-io in `porthole-smol`). The server's sockets are created with
+//! `std::net` and only handed to the runtime to be registered with its
+//! reactor; a client's outgoing connections are made by the runtime
+//! ([`Runtime::connect_tcp`], [`Runtime::connect_unix`]).
+//!
+//! `porthole-driver` re-exports this crate as `porthole_driver::runtime` (and
+//! its items at its root), so a runtime depends on the driver alone.
+
+#![forbid(unsafe_code)]
 
 use std::fmt::Debug;
 use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
+#[cfg(unix)]
+use std::path::Path;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -18,6 +28,9 @@ pub use socket2::SockRef;
 
 /// A boxed future the runtime runs to completion on its own.
 pub type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// An outgoing connection being made ([`Runtime::connect_tcp`], [`Runtime::connect_unix`]).
+pub type ConnectFuture = Pin<Box<dyn Future<Output = io::Result<Box<dyn Connection>>> + Send>>;
 
 /// An async runtime: spawns tasks, keeps time, and turns bound std sockets into
 /// async ones.
@@ -49,6 +62,28 @@ pub trait Runtime: Send + Sync + Debug + 'static {
             io::ErrorKind::Unsupported,
             "this runtime has no Unix domain socket listener",
         ))
+    }
+
+    /// Connects a TCP stream to `addr` (a client's connection to a server).
+    /// The future may be polled from any thread or executor. The default
+    /// refuses, so that a server-only runtime still builds.
+    fn connect_tcp(&self, addr: SocketAddr) -> ConnectFuture {
+        let _ = addr;
+        Box::pin(std::future::ready(Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this runtime cannot connect TCP streams",
+        ))))
+    }
+
+    /// Connects a Unix domain stream socket to `path`. The default refuses,
+    /// as [`connect_tcp`](Runtime::connect_tcp)'s does.
+    #[cfg(unix)]
+    fn connect_unix(&self, path: &Path) -> ConnectFuture {
+        let _ = path;
+        Box::pin(std::future::ready(Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this runtime cannot connect Unix domain sockets",
+        ))))
     }
 
     /// The current time. Runtimes with a mockable clock override it; the driver
@@ -141,9 +176,10 @@ pub trait AsyncUnixListener: Send + Sync + Debug {
     fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<Box<dyn Connection>>>;
 }
 
-/// An accepted TCP connection, as hyper reads and writes it.
+/// A TCP (or Unix domain) connection, accepted or made, as hyper reads and writes it.
 pub trait Connection: hyper::rt::Read + hyper::rt::Write + Send + Unpin + 'static {
-    /// Sets `TCP_NODELAY`: the driver turns Nagle off so small SSE chunks leave at once.
+    /// Sets `TCP_NODELAY`: the driver turns Nagle off so small SSE chunks
+    /// leave at once (and the client so small WebSocket messages do).
     fn set_nodelay(&self, nodelay: bool) -> io::Result<()>;
 }
 
@@ -237,6 +273,53 @@ impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for TcpConnection<T> {
 }
 
 /// Waits until `timer` fires.
-pub(crate) async fn sleep(timer: &mut Pin<Box<dyn AsyncTimer>>) {
-    futures_lite::future::poll_fn(|cx| timer.as_mut().poll(cx)).await;
+pub async fn sleep(timer: &mut Pin<Box<dyn AsyncTimer>>) {
+    std::future::poll_fn(|cx| timer.as_mut().poll(cx)).await;
+}
+
+/// A stream with hyper's IO traits seen through futures-io's
+/// (`AsyncRead`/`AsyncWrite`), for async-tungstenite: a connection hyper
+/// upgraded to a WebSocket, on the server or the client side.
+#[derive(Debug)]
+pub struct FuturesIo<T>(pub T);
+
+impl<T: hyper::rt::Read + Unpin> futures_io::AsyncRead for FuturesIo<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let mut read = hyper::rt::ReadBuf::new(buf);
+        match hyper::rt::Read::poll_read(Pin::new(&mut self.0), cx, read.unfilled()) {
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(read.filled().len())),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T: hyper::rt::Write + Unpin> futures_io::AsyncWrite for FuturesIo<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        hyper::rt::Write::poll_write(Pin::new(&mut self.0), cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        hyper::rt::Write::poll_write_vectored(Pin::new(&mut self.0), cx, bufs)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        hyper::rt::Write::poll_flush(Pin::new(&mut self.0), cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        hyper::rt::Write::poll_shutdown(Pin::new(&mut self.0), cx)
+    }
 }
