@@ -58,8 +58,11 @@ pub(crate) struct Channel {
     pub(crate) outbound: Pin<Box<Receiver<Bytes>>>,
     pub(crate) stop: Stop,
     pub(crate) reconnect_timeout: Duration,
-    /// The last datagram taken from the channel: where a new channel resumes.
-    pub(crate) last_seq: Option<Seq>,
+    /// The last datagram taken from the channel (0: none yet): where a new
+    /// channel resumes. Always given, so that a channel that dropped before
+    /// its first datagram arrived resumes from the start too (without it the
+    /// daemon would start after what it delivered into the lost connection).
+    pub(crate) last_seq: Seq,
     /// A datagram taken from the channel while the receive queue was full,
     /// waiting for room. The channel reads nothing more meanwhile.
     pub(crate) held: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
@@ -170,10 +173,10 @@ impl Channel {
                 Ok(d) => {
                     // A resumed channel starts after `last_seq`; anything at or
                     // before it was queued already.
-                    if self.last_seq.is_some_and(|last| d.seq.0 <= last.0) {
+                    if d.seq.0 <= self.last_seq.0 {
                         return None;
                     }
-                    self.last_seq = Some(d.seq);
+                    self.last_seq = d.seq;
                     self.shared.received.fetch_add(1, Ordering::Relaxed);
                     let datagram = Datagram {
                         seq: d.seq,
@@ -240,7 +243,8 @@ impl Channel {
                 None => return Err(None),
                 Some(Ok(ws)) => {
                     tracing::debug!(binding = %self.binding, attempts, "channel reopened");
-                    self.shared.on_reconnected(attempts, self.last_seq);
+                    let resumed_after = Some(self.last_seq).filter(|seq| seq.0 > 0);
+                    self.shared.on_reconnected(attempts, resumed_after);
                     return Ok(ws);
                 }
                 Some(Err(RequestError::Refused(e))) if !e.is_transient() => {

@@ -134,16 +134,14 @@ impl Http {
         .await
     }
 
-    /// Opens the binding's WebSocket channel, resuming after `after` if given.
+    /// Opens the binding's WebSocket channel, resuming after datagram `after`
+    /// (0: from the oldest the ring holds).
     pub(crate) async fn open_channel(
         &self,
         binding: BindingId,
-        after: Option<Seq>,
+        after: Seq,
     ) -> Result<Ws, RequestError> {
-        let path = match after {
-            Some(seq) => format!("/v1/udp/ws/{binding}?last_event_id={seq}"),
-            None => format!("/v1/udp/ws/{binding}"),
-        };
+        let path = format!("/v1/udp/ws/{binding}?last_event_id={after}");
         let key = tungstenite::handshake::client::generate_key();
         let mut request = self.request(Method::GET, &path, None)?;
         let headers = request.headers_mut();

@@ -195,7 +195,9 @@ impl LeasedSocket {
             .local_addr
             .parse()
             .map_err(|_| unexpected("local_addr"))?;
-        let ws = match http.open_channel(id, None).await {
+        // After 0: a datagram the ring let go before the channel opened is
+        // reported missed, as any later one would be.
+        let ws = match http.open_channel(id, Seq(0)).await {
             Ok(ws) => ws,
             Err(e) => {
                 // Nobody will use the binding: give it back now.
@@ -216,7 +218,7 @@ impl LeasedSocket {
             outbound: Box::pin(outbound_rx),
             stop: Box::pin(stop_rx.clone()),
             reconnect_timeout: params.reconnect_timeout,
-            last_seq: None,
+            last_seq: Seq(0),
             held: None,
             unsent: None,
             unflushed: false,

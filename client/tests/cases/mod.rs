@@ -8,7 +8,7 @@
 #![allow(dead_code)]
 
 use std::future::Future;
-use std::io;
+use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -216,10 +216,13 @@ pub fn leases_are_renewed_across_several_lease_periods<H: Harness>() {
     );
 }
 
-/// A TCP proxy on loopback whose connections can be cut.
+/// A TCP proxy on loopback whose connections can be cut, and which can
+/// lose what the daemon sends (as a dying connection loses what is in flight).
 struct Proxy {
     addr: SocketAddr,
     connections: Arc<Mutex<Vec<TcpStream>>>,
+    /// While set, bytes from the daemon are read and thrown away.
+    losing: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     accept: Option<JoinHandle<()>>,
 }
@@ -229,9 +232,10 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("a proxy listener");
         let addr = listener.local_addr().unwrap();
         let connections: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let losing = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
         let accept = std::thread::spawn({
-            let (connections, stop) = (connections.clone(), stop.clone());
+            let (connections, losing, stop) = (connections.clone(), losing.clone(), stop.clone());
             move || {
                 for client in listener.incoming() {
                     if stop.load(Ordering::SeqCst) {
@@ -240,37 +244,61 @@ impl Proxy {
                     let (Ok(client), Ok(server)) = (client, TcpStream::connect(upstream)) else {
                         continue;
                     };
-                    let mut all = connections.lock().unwrap();
-                    for (from, to) in [(&client, &server), (&server, &client)] {
-                        let (mut from, mut to) =
-                            (from.try_clone().unwrap(), to.try_clone().unwrap());
-                        std::thread::spawn(move || {
-                            let _ = io::copy(&mut from, &mut to);
-                            let _ = to.shutdown(Shutdown::Write);
-                        });
+                    let clone = |s: &TcpStream| s.try_clone().expect("a clone");
+                    let up = (clone(&client), clone(&server), None);
+                    let down = (clone(&server), clone(&client), Some(losing.clone()));
+                    for (from, to, losing) in [up, down] {
+                        std::thread::spawn(move || relay(from, to, losing));
                     }
-                    all.extend([client, server]);
+                    connections.lock().unwrap().extend([client, server]);
                 }
             }
         });
         Proxy {
             addr,
             connections,
+            losing,
             stop,
             accept: Some(accept),
         }
     }
 
-    /// Cuts every connection open now; returns how many (client and server sides).
+    /// From now until the next [`cut`](Self::cut), what the daemon sends is lost.
+    fn lose_downstream(&self) {
+        self.losing.store(true, Ordering::SeqCst);
+    }
+
+    /// Cuts every connection open now; returns how many (client and server
+    /// sides). New connections relay everything again.
     fn cut(&self) -> usize {
         let mut all = self.connections.lock().unwrap();
         for stream in all.iter() {
             let _ = stream.shutdown(Shutdown::Both);
         }
+        self.losing.store(false, Ordering::SeqCst);
         let n = all.len();
         all.clear();
         n
     }
+}
+
+/// Copies `from` to `to` (throwing the bytes away while `losing` is set)
+/// until either ends.
+fn relay(mut from: TcpStream, mut to: TcpStream, losing: Option<Arc<AtomicBool>>) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if losing.as_ref().is_some_and(|l| l.load(Ordering::SeqCst)) {
+            continue;
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(Shutdown::Write);
 }
 
 impl Drop for Proxy {
@@ -293,40 +321,76 @@ pub fn reconnect_resumes_without_loss_or_duplicates_after_the_connection_is_cut<
             let socket = LeasedSocket::bind(ctx.runtime.clone(), &server, BindParams::default())
                 .await
                 .expect("bind through the proxy");
-            const N: u32 = 400;
             let host = socket.local_addr();
-            // The peer sends steadily while the connection is cut twice.
+            let peer = peer();
+            let index = |d: porthole_client::Datagram| {
+                u32::from_be_bytes(d.payload[..].try_into().expect("4 bytes"))
+            };
+
+            // Twice (before the first datagram reached the client, and after
+            // some did): a burst the daemon delivers into a connection that
+            // loses it, then the cut. It all comes back from the replay ring.
+            const BURST: u32 = 100;
+            for round in 0..2 {
+                proxy.lose_downstream();
+                let first = round * BURST;
+                for i in first..first + BURST {
+                    peer.send_to(&i.to_be_bytes(), host).unwrap();
+                }
+                let deadline = Instant::now() + PEER_TIMEOUT;
+                while ctx.status_of(&socket).expect("bound")["counters"]["delivered"]
+                    != first + BURST
+                {
+                    assert!(Instant::now() < deadline, "the daemon delivered the burst");
+                    ctx.sleep(Duration::from_millis(10)).await;
+                }
+                assert_eq!(
+                    socket.stats().received,
+                    u64::from(first),
+                    "all of it was lost"
+                );
+                assert!(proxy.cut() >= 2, "the channel's connection was open");
+                let mut got = Vec::new();
+                while got.len() < BURST as usize {
+                    got.push(index(socket.recv().await.expect("a datagram")));
+                }
+                assert_eq!(
+                    got,
+                    (first..first + BURST).collect::<Vec<_>>(),
+                    "round {round}"
+                );
+            }
+
+            // A steady stream, cut twice while the caller reads.
+            const N: u32 = 300;
+            let start = 2 * BURST;
             let sender = std::thread::spawn(move || {
-                let peer = peer();
-                for i in 0..N {
+                for i in start..start + N {
                     peer.send_to(&i.to_be_bytes(), host).unwrap();
                     std::thread::sleep(Duration::from_millis(2));
                 }
             });
             let mut got = Vec::new();
             while got.len() < N as usize {
-                let d = socket.recv().await.expect("a datagram");
-                got.push(u32::from_be_bytes(d.payload[..].try_into().unwrap()));
-                if got.len() == 100 || got.len() == 250 {
+                got.push(index(socket.recv().await.expect("a datagram")));
+                if got.len() == 50 || got.len() == 200 {
                     assert!(proxy.cut() >= 2, "the channel's connection was open");
                 }
             }
             sender.join().unwrap();
             assert_eq!(
                 got,
-                (0..N).collect::<Vec<_>>(),
+                (start..start + N).collect::<Vec<_>>(),
                 "every datagram once, in order"
             );
+
             let stats = socket.stats();
-            assert!(stats.reconnects >= 2, "{stats:?}");
+            assert!(stats.reconnects >= 4, "{stats:?}");
             assert_eq!(socket.losses().missed, 0);
             let mut reconnected = 0;
             while let Some(event) = socket.try_next_event() {
                 match event {
-                    Event::Reconnected { resumed_after, .. } => {
-                        assert!(resumed_after.is_some());
-                        reconnected += 1;
-                    }
+                    Event::Reconnected { .. } => reconnected += 1,
                     other => panic!("unexpected event {other:?}"),
                 }
             }
