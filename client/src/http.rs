@@ -10,10 +10,11 @@ use async_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use async_tungstenite::WebSocketStream;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::header::{self, HeaderValue};
 use hyper::upgrade::Upgraded;
-use hyper::{Method, Request, StatusCode};
+use hyper::{Method, Request, Response, StatusCode};
 use porthole_core::api::ws::MAX_CLIENT_MESSAGE;
 use porthole_core::{BindingId, Seq};
 use porthole_runtime::{sleep, Connection, FuturesIo, Runtime};
@@ -27,6 +28,11 @@ pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The WebSocket channel as the client holds it.
 pub(crate) type Ws = WebSocketStream<FuturesIo<Upgraded>>;
+
+/// A whole answer's body.
+async fn read_body(response: Response<Incoming>) -> Result<Bytes, TransportError> {
+    Ok(response.into_body().collect().await?.to_bytes())
+}
 
 /// The largest server → client message: a sequence number before the
 /// largest client message (notices are far smaller).
@@ -100,6 +106,29 @@ impl Http {
             .map_err(|e| TransportError::Protocol(format!("cannot make the request: {e}")))
     }
 
+    /// Sends `request` on a new connection. An answer `accept` does not take
+    /// is read as the daemon's error.
+    async fn exchange(
+        &self,
+        request: Request<Full<Bytes>>,
+        accept: impl Fn(StatusCode) -> bool,
+    ) -> Result<Response<Incoming>, RequestError> {
+        let mut sender = self.connect().await?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(TransportError::Http)?;
+        let status = response.status();
+        if accept(status) {
+            return Ok(response);
+        }
+        let body = read_body(response).await?;
+        Err(RequestError::Refused(ServerError::from_response(
+            status.as_u16(),
+            &body,
+        )))
+    }
+
     /// Sends a request and reads the JSON answer of a success, or the error.
     pub(crate) async fn call<T: DeserializeOwned>(
         &self,
@@ -109,24 +138,9 @@ impl Http {
     ) -> Result<T, RequestError> {
         let request = self.request(method, path, body)?;
         self.timed(async {
-            let mut sender = self.connect().await?;
-            let response = sender
-                .send_request(request)
-                .await
-                .map_err(TransportError::Http)?;
+            let response = self.exchange(request, |s| s.is_success()).await?;
             let status = response.status();
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(TransportError::Http)?
-                .to_bytes();
-            if !status.is_success() {
-                return Err(RequestError::Refused(ServerError::from_response(
-                    status.as_u16(),
-                    &body,
-                )));
-            }
+            let body = read_body(response).await?;
             serde_json::from_slice(&body).map_err(|e| {
                 TransportError::Protocol(format!("{status} with an unexpected body: {e}")).into()
             })
@@ -157,24 +171,9 @@ impl Http {
         }
         let upgraded = self
             .timed(async {
-                let mut sender = self.connect().await?;
-                let response = sender
-                    .send_request(request)
-                    .await
-                    .map_err(TransportError::Http)?;
-                let status = response.status();
-                if status != StatusCode::SWITCHING_PROTOCOLS {
-                    let body = response
-                        .into_body()
-                        .collect()
-                        .await
-                        .map_err(TransportError::Http)?
-                        .to_bytes();
-                    return Err(RequestError::Refused(ServerError::from_response(
-                        status.as_u16(),
-                        &body,
-                    )));
-                }
+                let response = self
+                    .exchange(request, |s| s == StatusCode::SWITCHING_PROTOCOLS)
+                    .await?;
                 let accept = response.headers().get(header::SEC_WEBSOCKET_ACCEPT);
                 if accept.is_none_or(|a| a.as_bytes() != expected.as_bytes()) {
                     return Err(TransportError::Protocol(

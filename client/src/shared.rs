@@ -10,10 +10,11 @@ use porthole_core::{ErrorCode, Seq};
 
 use crate::error::SocketError;
 
-/// Events held for the caller. Beyond this, repeated notices coalesce into
-/// the newest (lagged counts add up; the same send failure adds its count),
-/// and otherwise the oldest event is dropped and counted
-/// ([`Stats::events_dropped`]); the counters stay exact either way.
+/// Events held for the caller. Beyond this, the oldest event is dropped and
+/// counted
+/// ([`Stats::events_dropped`]); the counters stay exact. Losses reported one
+/// after another while the caller does not read are one event (their counts
+/// add up), so a long overload takes one slot.
 pub const MAX_EVENTS: usize = 64;
 
 /// Something the daemon reported about the socket's traffic, or a change of
@@ -56,25 +57,12 @@ pub enum Event {
 }
 
 impl Event {
-    /// Folds `next` into this event if it repeats it; returns whether it did.
+    /// Folds `next` into this event if both are losses; returns whether it
+    /// did. (The daemon coalesces a burst of the same send failure itself.)
     fn coalesce(&mut self, next: &Event) -> bool {
         match (self, next) {
             (Event::Lagged { missed }, Event::Lagged { missed: more }) => {
                 *missed = missed.saturating_add(*more);
-                true
-            }
-            (
-                Event::SendFailed {
-                    dest, error, count, ..
-                },
-                Event::SendFailed {
-                    dest: d,
-                    error: e,
-                    count: c,
-                    ..
-                },
-            ) if dest == d && error == e => {
-                *count = count.saturating_add(*c);
                 true
             }
             _ => false,
@@ -295,13 +283,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn repeated_notices_coalesce_and_a_full_queue_drops_the_oldest() {
+    fn losses_in_a_row_coalesce_and_a_full_queue_drops_the_oldest() {
         let shared = Shared::default();
         shared.on_lagged(2);
         shared.on_lagged(3);
         let dest: SocketAddr = "127.0.0.1:9".parse().unwrap();
         shared.on_send_error(dest, ErrorCode::DestinationDenied, "no".into(), 1);
         shared.on_send_error(dest, ErrorCode::DestinationDenied, "no".into(), 4);
+        shared.on_lagged(1);
         assert_eq!(
             shared.try_next_event(),
             Some(Event::Lagged { missed: 5 }),
@@ -309,8 +298,13 @@ mod tests {
         );
         assert!(matches!(
             shared.try_next_event(),
-            Some(Event::SendFailed { count: 5, .. })
+            Some(Event::SendFailed { count: 1, .. })
         ));
+        assert!(matches!(
+            shared.try_next_event(),
+            Some(Event::SendFailed { count: 4, .. })
+        ));
+        assert_eq!(shared.try_next_event(), Some(Event::Lagged { missed: 1 }));
         for i in 0..MAX_EVENTS as u32 + 3 {
             shared.on_reconnected(i, None);
         }
