@@ -314,7 +314,7 @@ mod tests {
             Some(Event::Reconnected { attempts: 3, .. })
         ));
         let losses = shared.losses();
-        assert_eq!((losses.missed, losses.lagged_notices), (5, 2));
+        assert_eq!((losses.missed, losses.lagged_notices), (6, 3));
         assert_eq!((losses.send_errors, losses.send_error_notices), (5, 2));
     }
 
