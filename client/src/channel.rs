@@ -19,7 +19,7 @@ use hyper::Method;
 use porthole_core::api::ws::{decode_ws_datagram, WsNotice};
 use porthole_core::api::RenewedBody;
 use porthole_core::{BindingId, CloseReason, ErrorCode, Seq};
-use porthole_runtime::{sleep, Runtime};
+use porthole_runtime::{sleep, AsyncTimer, Runtime};
 
 use crate::error::{RequestError, SocketError};
 use crate::http::{Http, Ws};
@@ -66,8 +66,10 @@ pub(crate) struct Channel {
     /// A datagram taken from the channel while the receive queue was full,
     /// waiting for room. The channel reads nothing more meanwhile.
     pub(crate) held: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
-    /// A send message taken from the handle that the WebSocket had no room for yet.
-    pub(crate) unsent: Option<Bytes>,
+    /// A message (a datagram to send, a ping) that the WebSocket had no room for yet.
+    pub(crate) unsent: Option<Message>,
+    /// How the channel notices a connection that went silent.
+    pub(crate) liveness: Liveness,
     pub(crate) unflushed: bool,
     pub(crate) stopping: bool,
 }
@@ -107,12 +109,24 @@ impl Channel {
         if !self.stopping && self.stop.as_mut().poll_next(cx).is_ready() {
             self.stopping = true;
         }
+        // A silent connection is dropped; only while the channel reads (a
+        // full receive queue silences it on purpose).
+        let reading = self.held.is_none() && !self.stopping;
+        if let Poll::Ready(Some(silent)) = self.liveness.poll(cx, reading) {
+            return Poll::Ready(Turn::Dropped(format!(
+                "no message from the server for {silent:?}, not even an answer to a ping"
+            )));
+        }
         // Sends, first: they go out even while the receive queue is full.
         loop {
             if self.unsent.is_none() {
-                match self.outbound.as_mut().poll_next(cx) {
-                    Poll::Ready(Some(frame)) => self.unsent = Some(frame),
-                    Poll::Ready(None) | Poll::Pending => break,
+                if std::mem::take(&mut self.liveness.ping_due) {
+                    self.unsent = Some(Message::Ping(Bytes::new()));
+                } else {
+                    match self.outbound.as_mut().poll_next(cx) {
+                        Poll::Ready(Some(frame)) => self.unsent = Some(Message::Binary(frame)),
+                        Poll::Ready(None) | Poll::Pending => break,
+                    }
                 }
             }
             match Pin::new(&mut *ws).poll_ready(cx) {
@@ -120,11 +134,14 @@ impl Channel {
                 Poll::Ready(Err(e)) => return Poll::Ready(Turn::Dropped(e.to_string())),
                 Poll::Pending => break,
             }
-            if let Some(frame) = self.unsent.take() {
-                if let Err(e) = Pin::new(&mut *ws).start_send(Message::Binary(frame)) {
+            if let Some(message) = self.unsent.take() {
+                let datagram = matches!(message, Message::Binary(_));
+                if let Err(e) = Pin::new(&mut *ws).start_send(message) {
                     return Poll::Ready(Turn::Dropped(e.to_string()));
                 }
-                self.shared.sent.fetch_add(1, Ordering::Relaxed);
+                if datagram {
+                    self.shared.sent.fetch_add(1, Ordering::Relaxed);
+                }
                 self.unflushed = true;
             }
         }
@@ -168,6 +185,7 @@ impl Channel {
 
     /// Takes one message from the daemon.
     fn on_message(&mut self, message: Message) -> Option<Turn> {
+        self.liveness.heard = true;
         match message {
             Message::Binary(bytes) => match decode_ws_datagram(bytes) {
                 Ok(d) => {
@@ -243,6 +261,7 @@ impl Channel {
                 None => return Err(None),
                 Some(Ok(ws)) => {
                     tracing::debug!(binding = %self.binding, attempts, "channel reopened");
+                    self.liveness.heard = true;
                     let resumed_after = Some(self.last_seq).filter(|seq| seq.0 > 0);
                     self.shared.on_reconnected(attempts, resumed_after);
                     return Ok(ws);
@@ -277,6 +296,60 @@ impl Channel {
             }
             delay = (delay * 2).min(MAX_BACKOFF);
         }
+    }
+}
+
+/// Notices a connection that carries nothing any more (a peer or a path
+/// gone without a FIN or RST): after a quiet `keep_alive`, a ping; after
+/// another without any message, the connection is given up (and reopened).
+/// The daemon pings a quiet channel itself (`--keep-alive`), which counts.
+pub(crate) struct Liveness {
+    runtime: Arc<dyn Runtime>,
+    /// `None`: never give up on a quiet connection.
+    keep_alive: Option<Duration>,
+    timer: Pin<Box<dyn AsyncTimer>>,
+    /// A message arrived since the timer last fired.
+    pub(crate) heard: bool,
+    /// A ping went out when the timer last fired.
+    pinged: bool,
+    /// A ping is to be written.
+    pub(crate) ping_due: bool,
+}
+
+impl Liveness {
+    /// Checks every `keep_alive` (zero: never).
+    pub(crate) fn new(runtime: Arc<dyn Runtime>, keep_alive: Duration) -> Self {
+        let keep_alive = Some(keep_alive).filter(|d| !d.is_zero());
+        // Never polled without a keep-alive.
+        let timer = runtime.new_timer(runtime.now() + keep_alive.unwrap_or_default());
+        Liveness {
+            runtime,
+            keep_alive,
+            timer,
+            heard: true,
+            pinged: false,
+            ping_due: false,
+        }
+    }
+
+    /// `Ready(Some(silence))` once the connection is deemed gone. A quiet
+    /// time while not `reading` counts for nothing.
+    fn poll(&mut self, cx: &mut Context<'_>, reading: bool) -> Poll<Option<Duration>> {
+        let Some(keep_alive) = self.keep_alive else {
+            return Poll::Pending;
+        };
+        while self.timer.as_mut().poll(cx).is_ready() {
+            if self.heard || !reading {
+                (self.heard, self.pinged) = (false, false);
+            } else if !self.pinged {
+                (self.pinged, self.ping_due) = (true, true);
+            } else {
+                return Poll::Ready(Some(keep_alive * 2));
+            }
+            let next = self.runtime.now() + keep_alive;
+            self.timer.as_mut().reset(next);
+        }
+        Poll::Pending
     }
 }
 

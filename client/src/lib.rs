@@ -105,8 +105,8 @@ pub use error::{BindError, RequestError, ServerError, SocketError, TransportErro
 pub use server::{Endpoint, ParseServerError, Server};
 pub use shared::{Event, Losses, Stats, MAX_EVENTS};
 pub use socket::{
-    BindParams, Datagram, LeasedSocket, DEFAULT_RECONNECT_TIMEOUT, DEFAULT_RECV_QUEUE,
-    DEFAULT_SEND_QUEUE, MAX_PAYLOAD,
+    BindParams, Datagram, LeasedSocket, DEFAULT_KEEP_ALIVE, DEFAULT_RECONNECT_TIMEOUT,
+    DEFAULT_RECV_QUEUE, DEFAULT_SEND_QUEUE, MAX_PAYLOAD,
 };
 
 /// The engine's crate, for its types in this API ([`porthole_core::ErrorCode`],

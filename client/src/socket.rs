@@ -16,7 +16,7 @@ use porthole_core::api::{BindRequest, BindingInfoBody, UnboundBody};
 use porthole_core::{BindingId, ErrorCode, Seq};
 use porthole_runtime::Runtime;
 
-use crate::channel::{self, Channel};
+use crate::channel::{self, Channel, Liveness};
 use crate::error::{BindError, RequestError, ServerError, SocketError, TransportError};
 use crate::http::Http;
 use crate::server::Server;
@@ -35,6 +35,9 @@ pub const DEFAULT_SEND_QUEUE: usize = 256;
 
 /// Default [`BindParams::reconnect_timeout`].
 pub const DEFAULT_RECONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default [`BindParams::keep_alive`].
+pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// What to bind, and how the client holds the socket. The first fields are
 /// the bind request's (`POST /v1/udp/bind`); the last ones stay in the client.
@@ -82,6 +85,13 @@ pub struct BindParams {
     /// [`DEFAULT_RECONNECT_TIMEOUT`]. It waits 50 ms after the first failed
     /// attempt, doubling up to 2 s between attempts.
     pub reconnect_timeout: Duration,
+    /// How the client notices a connection gone silent (a path or a peer
+    /// lost without a FIN or RST): after `keep_alive` without any message
+    /// from the daemon, it pings; after another without any, it reopens the
+    /// channel. Default [`DEFAULT_KEEP_ALIVE`]; zero: never. The daemon pings
+    /// a quiet channel every `--keep-alive` (15 s by default), which counts;
+    /// a time the client does not read (its receive queue is full) does not.
+    pub keep_alive: Duration,
 }
 
 impl Default for BindParams {
@@ -95,6 +105,7 @@ impl Default for BindParams {
             recv_queue: DEFAULT_RECV_QUEUE,
             send_queue: DEFAULT_SEND_QUEUE,
             reconnect_timeout: DEFAULT_RECONNECT_TIMEOUT,
+            keep_alive: DEFAULT_KEEP_ALIVE,
         }
     }
 }
@@ -221,6 +232,7 @@ impl LeasedSocket {
             last_seq: Seq(0),
             held: None,
             unsent: None,
+            liveness: Liveness::new(http.runtime.clone(), params.keep_alive),
             unflushed: false,
             stopping: false,
         };
