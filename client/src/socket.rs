@@ -307,6 +307,10 @@ impl LeasedSocket {
 
     /// Receives one datagram, whole, with its sequence number.
     pub async fn recv(&self) -> Result<Datagram, SocketError> {
+        // After `close`, what was still queued is not the caller's any more.
+        if let Some(SocketError::ClosedLocally) = self.shared.ended() {
+            return Err(SocketError::ClosedLocally);
+        }
         self.inbound.recv().await.map_err(|_| self.ended_error())
     }
 
