@@ -1,7 +1,7 @@
 //! How fast a `LeasedSocket` moves datagrams, against an in-process daemon on
-//! loopback (tokio): egress (`send_to` to a plain UDP peer), ingress (a peer
-//! to `recv`, with a bounded number in flight so nothing is lost), and the
-//! round trip of one datagram through the daemon and back.
+//! loopback (tokio): egress (`send_to` to a plain UDP peer) and ingress (a
+//! peer to `recv`), each with a bounded number in flight so that nothing is
+//! lost, and the round trip of one datagram through the daemon and back.
 //!
 //! ```sh
 //! cargo run --release -p porthole-client --example client_load -- [datagrams] [payload bytes]
@@ -20,6 +20,9 @@ use porthole_tokio::{Listen, ServerConfig, TokioRuntime};
 
 /// Datagrams the ingress peer keeps in flight (below the daemon's ring).
 const WINDOW: u64 = 128;
+
+/// Datagrams egress keeps in flight (well within the peer's socket buffer).
+const EGRESS_WINDOW: u64 = 32;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -44,28 +47,34 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let payload = vec![0x5a; size];
     println!("{count} datagrams of {size} bytes, client and daemon on loopback");
 
-    // Egress: send_to as fast as it takes them; the peer counts what arrives.
+    // Egress: send_to with at most EGRESS_WINDOW datagrams beyond what the peer
+    // read (the peer's socket buffer would drop the rest).
     let peer = UdpSocket::bind("127.0.0.1:0")?;
     peer.set_read_timeout(Some(Duration::from_secs(2)))?;
     let peer_addr = peer.local_addr()?;
+    let arrived = Arc::new(AtomicU64::new(0));
     let counter = std::thread::spawn({
-        let peer = peer.try_clone()?;
+        let (peer, arrived) = (peer.try_clone()?, arrived.clone());
         move || {
             let mut buf = vec![0; 65_536];
-            let (mut n, mut last) = (0u64, Instant::now());
-            while n < count && peer.recv_from(&mut buf).is_ok() {
-                n += 1;
-                last = Instant::now();
+            while arrived.load(Ordering::Relaxed) < count && peer.recv_from(&mut buf).is_ok() {
+                arrived.fetch_add(1, Ordering::Release);
             }
-            (n, last)
         }
     });
     let start = Instant::now();
-    for _ in 0..count {
+    for sent in 0..count {
+        while sent >= arrived.load(Ordering::Acquire) + EGRESS_WINDOW {
+            tokio::task::yield_now().await;
+            if start.elapsed() > Duration::from_secs(60) {
+                return Err("egress stalled".into());
+            }
+        }
         socket.send_to(&payload, peer_addr).await?;
     }
-    let (arrived, last) = counter.join().map_err(|_| "the counter panicked")?;
-    let secs = last.duration_since(start).as_secs_f64();
+    counter.join().map_err(|_| "the counter panicked")?;
+    let secs = start.elapsed().as_secs_f64();
+    let arrived = arrived.load(Ordering::Acquire);
     println!(
         "egress : {arrived}/{count} arrived, {:.0} datagrams/s, {:.1} MB/s",
         arrived as f64 / secs,
