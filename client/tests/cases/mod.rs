@@ -444,7 +444,7 @@ pub fn a_silent_connection_is_given_up_and_reopened<H: Harness>() {
                 assert_eq!(&socket.recv().await.expect("a datagram").payload[..], &[i]);
             }
             let stats = socket.stats();
-            assert_eq!(stats.reconnects, 1, "{stats:?}");
+            assert!(stats.reconnects >= 1, "{stats:?}");
             assert!(matches!(
                 socket.try_next_event(),
                 Some(Event::Reconnected { attempts: 1, .. })
