@@ -260,10 +260,12 @@ impl Proxy {
                     };
                     let up = (clone(&client), clone(&server), relayed.losing_up.clone());
                     let down = (server, client, relayed.losing_down.clone());
+                    // Listed before a byte is relayed: a client that got an
+                    // answer through it finds it in the list.
+                    connections.lock().unwrap().push(relayed);
                     for (from, to, losing) in [up, down] {
                         std::thread::spawn(move || relay(from, to, losing));
                     }
-                    connections.lock().unwrap().push(relayed);
                 }
             }
         });
