@@ -189,3 +189,63 @@ pub enum SocketError {
         max: usize,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(status: u16, body: &str) -> BindError {
+        RequestError::Refused(ServerError::from_response(status, body.as_bytes())).into()
+    }
+
+    #[test]
+    fn bind_refusals_map_to_their_variants_by_code() {
+        let json = |code: &str| format!(r#"{{"error":"{code}","message":"m"}}"#);
+        assert!(matches!(
+            refusal(403, &json("port_not_allowed")),
+            BindError::PortNotAllowed(ServerError {
+                code: Some(ErrorCode::PortNotAllowed),
+                ..
+            })
+        ));
+        assert!(matches!(
+            refusal(409, &json("address_in_use")),
+            BindError::AddressInUse(_)
+        ));
+        assert!(matches!(
+            refusal(403, &json("remote_not_allowed")),
+            BindError::RemoteNotAllowed(_)
+        ));
+        assert!(matches!(
+            refusal(429, &json("too_many_bindings")),
+            BindError::TooManyBindings(_)
+        ));
+        assert!(matches!(
+            refusal(400, &json("invalid_address")),
+            BindError::Refused(_)
+        ));
+        // A 401 from something other than Porthole (a proxy) is still unauthorized.
+        let e = refusal(401, "nope");
+        assert!(matches!(
+            e,
+            BindError::Unauthorized(ServerError { code: None, .. })
+        ));
+        assert_eq!(e.server_error().map(|e| e.message.as_str()), Some("nope"));
+    }
+
+    #[test]
+    fn only_a_busy_server_is_worth_asking_again() {
+        let e = |status, code: &str| {
+            ServerError::from_response(
+                status,
+                format!(r#"{{"error":"{code}","message":""}}"#).as_bytes(),
+            )
+        };
+        assert!(e(429, "too_many_subscribers").is_transient());
+        assert!(e(503, "out_of_resources").is_transient());
+        assert!(!e(503, "shutting_down").is_transient());
+        assert!(!e(404, "not_found").is_transient());
+        assert!(!e(401, "unauthorized").is_transient());
+        assert!(ServerError::from_response(502, b"bad gateway").is_transient());
+    }
+}

@@ -400,3 +400,26 @@ async fn unbind(http: &Http, id: BindingId) -> Result<(), RequestError> {
         Err(e) => Err(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leases_are_asked_in_whole_seconds_rounded_up_and_at_least_one() {
+        let lease = |d: Option<Duration>| {
+            BindParams {
+                lease: d,
+                ..BindParams::default()
+            }
+            .request()
+            .lease_secs
+        };
+        assert_eq!(lease(None), None);
+        assert_eq!(lease(Some(Duration::from_secs(60))), Some(60));
+        assert_eq!(lease(Some(Duration::from_millis(1500))), Some(2));
+        assert_eq!(lease(Some(Duration::ZERO)), Some(1));
+        let at = BindParams::at("[::1]:5353".parse().unwrap()).request();
+        assert_eq!((at.addr.as_deref(), at.port), (Some("::1"), 5353));
+    }
+}
