@@ -26,6 +26,7 @@
 pub mod cases;
 pub mod client;
 pub mod daemon;
+pub mod forward;
 pub mod openapi;
 
 use std::net::SocketAddr;
@@ -209,6 +210,27 @@ macro_rules! daemon_suite {
             #[test]
             fn $case() {
                 $crate::daemon::$case(::std::path::Path::new($exe));
+            }
+        )*
+    };
+}
+
+/// `porthole forward` end to end for the binary `$exe` (dnsmasq and dig, a
+/// socat echo, refusals): `porthole_conformance::forward_suite!(env!("CARGO_BIN_EXE_porthole"))`.
+#[macro_export]
+macro_rules! forward_suite {
+    ($exe:expr) => {
+        $crate::forward_suite!(@cases $exe, [
+            dnsmasq_behind_forward_answers_several_dig_peers_at_once,
+            outbound_forward_reaches_a_socat_echo_from_the_host_port,
+            forward_refusals_exit_1_with_the_reason,
+        ]);
+    };
+    (@cases $exe:expr, [$($case:ident),* $(,)?]) => {
+        $(
+            #[test]
+            fn $case() {
+                $crate::forward::$case(::std::path::Path::new($exe));
             }
         )*
     };
