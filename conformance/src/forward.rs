@@ -12,6 +12,7 @@
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
+use std::os::unix::process::CommandExt as _;
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -54,15 +55,29 @@ fn free_udp_port() -> u16 {
         .port()
 }
 
-/// A child process killed (and reaped) if the case fails before it ends.
+/// A child process in a process group of its own, which is killed (with
+/// whatever the child forked, such as socat's per-peer processes) when this
+/// goes: at the end of the case, or if it fails first.
 struct Reaped(Child);
+
+impl Reaped {
+    fn spawn(command: &mut Command) -> Self {
+        Reaped(
+            command
+                .process_group(0)
+                .spawn()
+                .unwrap_or_else(|e| panic!("start {command:?}: {e}")),
+        )
+    }
+}
 
 impl Drop for Reaped {
     fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0.id())])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.0.wait();
     }
 }
 
@@ -110,20 +125,19 @@ impl Forward {
     /// Starts `exe forward ARGS` against `daemon` and reads its status line,
     /// `porthole forward: … HOST (host) …`.
     pub fn start(exe: &Path, daemon: &Daemon, args: &[&str]) -> Self {
-        let mut child = Command::new(exe)
-            .arg("forward")
-            .arg(format!("--server=http://{}", daemon.addr()))
-            .args(args)
-            .env_remove("PORTHOLE_TOKEN")
-            .env_remove("PORTHOLE_SERVER")
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start porthole forward");
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
-        let child = Reaped(child);
+        let mut child = Reaped::spawn(
+            Command::new(exe)
+                .arg("forward")
+                .arg(format!("--server=http://{}", daemon.addr()))
+                .args(args)
+                .env_remove("PORTHOLE_TOKEN")
+                .env_remove("PORTHOLE_SERVER")
+                .env("RUST_LOG", "warn")
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit()),
+        );
+        let mut stdout = BufReader::new(child.0.stdout.take().expect("stdout is piped"));
         let mut status_line = String::new();
         stdout
             .read_line(&mut status_line)
@@ -161,7 +175,7 @@ impl Forward {
 /// Runs `exe forward ARGS` against `daemon` to its end (a refusal), and
 /// returns its exit status and stderr.
 fn forward_refused(exe: &Path, server: &str, args: &[&str]) -> (ExitStatus, String) {
-    let mut child = Reaped(
+    let mut child = Reaped::spawn(
         Command::new(exe)
             .arg("forward")
             .arg(format!("--server={server}"))
@@ -171,9 +185,7 @@ fn forward_refused(exe: &Path, server: &str, args: &[&str]) -> (ExitStatus, Stri
             .env("RUST_LOG", "off")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start porthole forward"),
+            .stderr(Stdio::piped()),
     );
     let status = wait(&mut child.0);
     let mut stderr = String::new();
@@ -222,7 +234,7 @@ impl Dnsmasq {
         if is_root() {
             command.arg("--user=nobody");
         }
-        let child = Reaped(command.spawn().expect("start dnsmasq"));
+        let child = Reaped::spawn(&mut command);
         let dnsmasq = Dnsmasq {
             _child: child,
             port,
@@ -304,12 +316,12 @@ pub fn dnsmasq_behind_forward_answers_several_dig_peers_at_once(exe: &Path) {
 
     let digs: Vec<(u8, Reaped)> = (1..=DIG_PEERS)
         .map(|n| {
-            let child = dig_command(forward.host(), &format!("p{n}.test"))
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("start dig");
-            (n, Reaped(child))
+            let child = Reaped::spawn(
+                dig_command(forward.host(), &format!("p{n}.test"))
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::null()),
+            );
+            (n, child)
         })
         .collect();
     for (n, mut dig) in digs {
@@ -345,15 +357,14 @@ pub fn outbound_forward_reaches_a_socat_echo_from_the_host_port(exe: &Path) {
     let socat = require_tool("socat", "socat");
     let echo_port = free_udp_port();
     // One child per peer; it first says which port the peer sent from.
-    let mut echo = Reaped(
+    let echo = Reaped::spawn(
         Command::new(socat)
+            .args(["-T", "30"])
             .arg(format!("UDP4-LISTEN:{echo_port},bind=127.0.0.1,fork"))
             .arg("SYSTEM:echo peer=$SOCAT_PEERPORT; exec cat")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start socat"),
+            .stderr(Stdio::null()),
     );
     let daemon = Daemon::start(exe, &["--listen", "127.0.0.1:0"], &[]);
     let listen = SocketAddr::from(([127, 0, 0, 1], free_udp_port()));
@@ -409,7 +420,7 @@ pub fn outbound_forward_reaches_a_socat_echo_from_the_host_port(exe: &Path) {
     assert!(counter(&ended.stdout, "out") >= 5, "{}", ended.stdout);
     assert!(counter(&ended.stdout, "in") >= 5, "{}", ended.stdout);
     assert_unbound(&daemon);
-    let _ = stop(&mut echo.0, "-TERM");
+    drop(echo);
     assert!(daemon.stop_with("-TERM"));
 }
 

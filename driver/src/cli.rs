@@ -1,19 +1,21 @@
 //! The command line both binaries share (`porthole` on tokio, `porthole-smol`
 //! on smol): `serve` and its flags, each also read from a `PORTHOLE_*`
-//! environment variable, logging set up from `RUST_LOG`, and the daemon's life
-//! from start to exit ([`Serve`]), so that a binary only picks its runtime:
+//! environment variable, `forward` (the `porthole-forward` crate's
+//! [`porthole_forward::Args`]), logging set up from `RUST_LOG`, and each
+//! command's life from start to exit ([`Command`]: the daemon, [`Serve`];
+//! the forward, [`Forward`]), so that a binary only picks its runtime:
 //!
 //! ```no_run
 //! # fn block_on(f: impl std::future::Future<Output = std::process::ExitCode>) -> std::process::ExitCode { unimplemented!() }
 //! # fn my_runtime() -> std::sync::Arc<dyn porthole_driver::Runtime> { unimplemented!() }
-//! use porthole_driver::cli::Serve;
+//! use porthole_driver::cli::Command;
 //!
 //! fn main() -> std::process::ExitCode {
-//!     let serve = match Serve::from_args("porthole-mine") {
-//!         Ok(serve) => serve,
+//!     let command = match Command::from_args("porthole-mine") {
+//!         Ok(command) => command,
 //!         Err(exit) => return exit,
 //!     };
-//!     block_on(serve.run(my_runtime()))
+//!     block_on(command.run(my_runtime()))
 //! }
 //! ```
 
@@ -50,6 +52,21 @@ pub struct Cli {
 pub enum CliCommand {
     /// Run the daemon until Ctrl-C or SIGTERM.
     Serve(ServeArgs),
+    /// Give an unmodified UDP application a host port leased from a daemon,
+    /// until Ctrl-C or SIGTERM (then unbind).
+    Forward(ForwardArgs),
+}
+
+/// `porthole forward` flags: the forward's own ([`porthole_forward::Args`])
+/// and the log format.
+#[derive(Debug, Clone, Args)]
+pub struct ForwardArgs {
+    /// What to forward.
+    #[command(flatten)]
+    pub forward: porthole_forward::Args,
+    /// Log lines as `text` (coloured only on a terminal) or `json`.
+    #[arg(long, env = "PORTHOLE_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
 }
 
 /// `porthole serve` flags. Defaults are [`porthole_core::Config::default()`]'s.
@@ -266,14 +283,86 @@ pub struct Serve {
 /// (clap uses the same for flags that do not parse).
 const USAGE_ERROR: u8 = 2;
 
-impl Serve {
+/// A command line, parsed: what a binary's `main` runs on its runtime.
+#[derive(Debug)]
+pub enum Command {
+    /// `serve`: the daemon.
+    Serve(Serve),
+    /// `forward`: a relay to a leased host port.
+    Forward(Forward),
+}
+
+impl Command {
     /// Parses the process's arguments and environment and sets up logging.
     /// Help, version and usage errors are printed and exit the process as clap
     /// does; an unusable configuration is printed and returned as exit status 2.
     pub fn from_args(name: &'static str) -> Result<Self, ExitCode> {
         let mut matches = Cli::command().name(name).get_matches();
         let cli = Cli::from_arg_matches_mut(&mut matches).unwrap_or_else(|e| e.exit());
-        let CliCommand::Serve(args) = cli.command;
+        match cli.command {
+            CliCommand::Serve(args) => Serve::new(name, args).map(Command::Serve),
+            CliCommand::Forward(args) => Forward::new(name, args).map(Command::Forward),
+        }
+    }
+
+    /// Runs the command on `runtime` until it ends (Ctrl-C or SIGTERM for
+    /// both), and returns the process's exit status.
+    pub async fn run(self, runtime: Arc<dyn Runtime>) -> ExitCode {
+        match self {
+            Command::Serve(serve) => serve.run(runtime).await,
+            Command::Forward(forward) => forward.run(runtime).await,
+        }
+    }
+
+    /// Reports that the command cannot run (say, its runtime did not start)
+    /// and returns the exit status for it.
+    pub fn fail(&self, why: impl Display) -> ExitCode {
+        let name = match self {
+            Command::Serve(serve) => serve.name,
+            Command::Forward(forward) => forward.name,
+        };
+        eprintln!("{name}: {why}");
+        ExitCode::FAILURE
+    }
+}
+
+/// A `forward` command line, parsed: its addresses resolved and its limits checked.
+#[derive(Debug)]
+pub struct Forward {
+    name: &'static str,
+    plan: porthole_forward::Plan,
+}
+
+impl Forward {
+    fn new(name: &'static str, args: ForwardArgs) -> Result<Self, ExitCode> {
+        init_logging_as(args.log_format);
+        match args.forward.plan() {
+            Ok(plan) => Ok(Forward { name, plan }),
+            Err(e) => {
+                eprintln!("{name} forward: {e}");
+                Err(ExitCode::from(USAGE_ERROR))
+            }
+        }
+    }
+
+    /// What the command line asks for.
+    pub fn plan(&self) -> &porthole_forward::Plan {
+        &self.plan
+    }
+
+    /// Leases the host port and relays until Ctrl-C or SIGTERM, then unbinds
+    /// ([`porthole_forward::run_cli`]: the status line, the counters, exit
+    /// status 1 when the daemon refuses or the lease ends).
+    pub async fn run(self, runtime: Arc<dyn Runtime>) -> ExitCode {
+        let signal = ShutdownSignal::install();
+        porthole_forward::run_cli(self.name, runtime, self.plan, signal.recv()).await
+    }
+}
+
+impl Serve {
+    /// Sets up logging and checks `args`; an unusable configuration is
+    /// printed and returned as exit status 2.
+    fn new(name: &'static str, args: ServeArgs) -> Result<Self, ExitCode> {
         init_logging_as(args.log_format);
         let mut config = match args.server_config() {
             Ok(config) => config,
@@ -462,7 +551,9 @@ mod tests {
         let mut argv = vec!["porthole", "serve"];
         argv.extend_from_slice(args);
         let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
-        let CliCommand::Serve(serve) = cli.command;
+        let CliCommand::Serve(serve) = cli.command else {
+            panic!("parsed as serve");
+        };
         serve.server_config().map_err(|e| e.to_string())
     }
 

@@ -4,6 +4,8 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
+use porthole_client::{ParseServerError, Server};
+
 use crate::peers::{PeerLimits, PeerLimitsError, DEFAULT_MAX_PEERS, DEFAULT_PEER_IDLE};
 
 /// Default of `--server`: the daemon's default listener.
@@ -52,12 +54,10 @@ pub struct Args {
 }
 
 /// What `porthole forward` does, with every address resolved and every limit checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Plan {
-    /// The daemon's address, as given.
-    pub server: String,
-    /// Its bearer token.
-    pub token: Option<String>,
+    /// The daemon, with the token if one was given.
+    pub server: Server,
     /// The host address to lease.
     pub remote: SocketAddr,
     /// Whether the lease must reach beyond loopback (the daemon must allow it:
@@ -108,6 +108,9 @@ pub enum ArgsError {
     /// `--dest` resolves to nothing.
     #[error("--dest {0}: no address")]
     DestEmpty(String),
+    /// `--server` is not an address.
+    #[error("--server (PORTHOLE_SERVER): {0}")]
+    Server(#[from] ParseServerError),
     /// `--lease 0`.
     #[error("--lease must be at least 1 second")]
     ZeroLease,
@@ -119,6 +122,10 @@ pub enum ArgsError {
 impl Args {
     /// Resolves `--dest` and checks the flags together.
     pub fn plan(&self) -> Result<Plan, ArgsError> {
+        let mut server = Server::parse(&self.server)?;
+        if let Some(token) = &self.token {
+            server = server.with_token(token.clone());
+        }
         let lease = match self.lease {
             Some(0) => return Err(ArgsError::ZeroLease),
             secs => secs.map(Duration::from_secs),
@@ -143,8 +150,7 @@ impl Args {
         let allow_remote = !remote.ip().is_loopback()
             || matches!(direction, Direction::Outbound { dest, .. } if !dest.ip().is_loopback());
         Ok(Plan {
-            server: self.server.clone(),
-            token: self.token.clone(),
+            server,
             remote,
             allow_remote,
             lease,
@@ -201,7 +207,7 @@ mod tests {
     #[test]
     fn inbound_leases_the_remote_address_with_the_default_limits() {
         let plan = plan(&["--remote=127.0.0.1:5353", "--to=127.0.0.1:53"]).unwrap();
-        assert_eq!(plan.server, DEFAULT_SERVER);
+        assert_eq!(plan.server, Server::parse(DEFAULT_SERVER).unwrap());
         assert_eq!(plan.remote, "127.0.0.1:5353".parse().unwrap());
         assert!(!plan.allow_remote);
         assert_eq!(plan.lease, None);
@@ -228,8 +234,12 @@ mod tests {
         .unwrap();
         assert!(plan.allow_remote);
         assert_eq!(plan.lease, Some(Duration::from_secs(30)));
-        assert_eq!(plan.server, "unix:/run/porthole.sock");
-        assert_eq!(plan.token.as_deref(), Some("t0k"));
+        assert_eq!(
+            plan.server,
+            Server::parse("unix:/run/porthole.sock")
+                .unwrap()
+                .with_token("t0k")
+        );
         let Direction::Inbound { limits, .. } = plan.direction else {
             panic!("inbound");
         };
@@ -295,6 +305,7 @@ mod tests {
                 "--lease",
             ),
             (&["--listen=127.0.0.1:1", "--dest=no-port"], "--dest"),
+            (&["--listen=127.0.0.1:1", "--dest=127.0.0.1:2", "--server=https://x"], "--server"),
         ] {
             let message = plan(args).expect_err("refused");
             assert!(message.contains(flag), "{args:?}: {message}");
