@@ -11,8 +11,8 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, UdpSocket};
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -243,7 +243,10 @@ impl Dnsmasq {
         let direct = SocketAddr::from(([127, 0, 0, 1], port));
         let deadline = Instant::now() + STEP;
         while dig(direct, "p1.test").as_deref() != Ok("10.1.2.1") {
-            assert!(Instant::now() < deadline, "dnsmasq does not answer on {direct}");
+            assert!(
+                Instant::now() < deadline,
+                "dnsmasq does not answer on {direct}"
+            );
             thread::sleep(Duration::from_millis(100));
         }
         dnsmasq
@@ -340,7 +343,12 @@ pub fn dnsmasq_behind_forward_answers_several_dig_peers_at_once(exe: &Path) {
     assert_eq!(dig(forward.host(), "p3.test").as_deref(), Ok("10.1.2.3"));
 
     let ended = forward.stop();
-    assert!(ended.status.success(), "SIGTERM: {} {}", ended.status, ended.stdout);
+    assert!(
+        ended.status.success(),
+        "SIGTERM: {} {}",
+        ended.status,
+        ended.stdout
+    );
     let peers = u64::from(DIG_PEERS) + 1;
     assert_eq!(counter(&ended.stdout, "peers"), peers, "{}", ended.stdout);
     assert_eq!(counter(&ended.stdout, "in"), peers, "{}", ended.stdout);
@@ -388,7 +396,10 @@ pub fn outbound_forward_reaches_a_socat_echo_from_the_host_port(exe: &Path) {
         app.set_read_timeout(Some(Duration::from_millis(500)))
             .expect("set a timeout");
         while let Ok((n, from)) = app.recv_from(&mut buf) {
-            assert_eq!(from, listen, "replies come from the forward's local address");
+            assert_eq!(
+                from, listen,
+                "replies come from the forward's local address"
+            );
             received.extend_from_slice(&buf[..n]);
             if received.ends_with(b"ping0") {
                 break 'first;
@@ -438,15 +449,28 @@ pub fn forward_refusals_exit_1_with_the_reason(exe: &Path) {
     let held = in_use.local_addr().expect("its address").to_string();
     for (args, reason) in [
         (
-            vec!["--token=s3cret", "--remote=127.0.0.1:5353", "--to=127.0.0.1:53"],
+            vec![
+                "--token=s3cret",
+                "--remote=127.0.0.1:5353",
+                "--to=127.0.0.1:53",
+            ],
             "port",
         ),
         (
-            vec!["--token=s3cret", "--remote", held.as_str(), "--to=127.0.0.1:53"],
+            vec![
+                "--token=s3cret",
+                "--remote",
+                held.as_str(),
+                "--to=127.0.0.1:53",
+            ],
             "in use",
         ),
         (
-            vec!["--token=wrong", "--remote=127.0.0.1:40001", "--to=127.0.0.1:53"],
+            vec![
+                "--token=wrong",
+                "--remote=127.0.0.1:40001",
+                "--to=127.0.0.1:53",
+            ],
             "token",
         ),
     ] {

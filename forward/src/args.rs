@@ -305,7 +305,14 @@ mod tests {
                 "--lease",
             ),
             (&["--listen=127.0.0.1:1", "--dest=no-port"], "--dest"),
-            (&["--listen=127.0.0.1:1", "--dest=127.0.0.1:2", "--server=https://x"], "--server"),
+            (
+                &[
+                    "--listen=127.0.0.1:1",
+                    "--dest=127.0.0.1:2",
+                    "--server=https://x",
+                ],
+                "--server",
+            ),
         ] {
             let message = plan(args).expect_err("refused");
             assert!(message.contains(flag), "{args:?}: {message}");

@@ -121,10 +121,7 @@ pub struct Forwarder {
 #[derive(Debug)]
 enum Local {
     /// `--to`: the application, and the peer table's limits.
-    Inbound {
-        to: SocketAddr,
-        limits: PeerLimits,
-    },
+    Inbound { to: SocketAddr, limits: PeerLimits },
     /// `--listen`'s socket (bound before the lease is asked for) and `--dest`.
     Outbound {
         listen: Arc<dyn AsyncUdpSocket>,
@@ -442,14 +439,19 @@ async fn log_events(socket: &LeasedSocket) -> Result<(), ForwardError> {
     while let Some(event) = socket.next_event().await {
         match event {
             Event::Lagged { missed } => {
-                tracing::warn!(missed, "the daemon reports datagrams for the host port missed")
+                tracing::warn!(
+                    missed,
+                    "the daemon reports datagrams for the host port missed"
+                )
             }
             Event::SendFailed {
                 dest,
                 error,
                 message,
                 count,
-            } => tracing::warn!(%dest, error = error.as_str(), %message, count, "the daemon could not send"),
+            } => {
+                tracing::warn!(%dest, error = error.as_str(), %message, count, "the daemon could not send")
+            }
             Event::Reconnected {
                 attempts,
                 resumed_after,
