@@ -125,15 +125,10 @@ impl Forward {
     /// Starts `exe forward ARGS` against `daemon` and reads its status line,
     /// `porthole forward: … HOST (host) …`.
     pub fn start(exe: &Path, daemon: &Daemon, args: &[&str]) -> Self {
+        let server = format!("http://{}", daemon.addr());
         let mut child = Reaped::spawn(
-            Command::new(exe)
-                .arg("forward")
-                .arg(format!("--server=http://{}", daemon.addr()))
-                .args(args)
-                .env_remove("PORTHOLE_TOKEN")
-                .env_remove("PORTHOLE_SERVER")
+            forward_command(exe, &server, args)
                 .env("RUST_LOG", "warn")
-                .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit()),
         );
@@ -172,18 +167,26 @@ impl Forward {
     }
 }
 
-/// Runs `exe forward ARGS` against `daemon` to its end (a refusal), and
+/// `exe forward --server=SERVER ARGS`, without the caller's `PORTHOLE_TOKEN`
+/// and `PORTHOLE_SERVER`.
+fn forward_command(exe: &Path, server: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(exe);
+    command
+        .arg("forward")
+        .arg(format!("--server={server}"))
+        .args(args)
+        .env_remove("PORTHOLE_TOKEN")
+        .env_remove("PORTHOLE_SERVER")
+        .stdin(Stdio::null());
+    command
+}
+
+/// Runs `exe forward ARGS` against `server` to its end (a refusal), and
 /// returns its exit status and stderr.
 fn forward_refused(exe: &Path, server: &str, args: &[&str]) -> (ExitStatus, String) {
     let mut child = Reaped::spawn(
-        Command::new(exe)
-            .arg("forward")
-            .arg(format!("--server={server}"))
-            .args(args)
-            .env_remove("PORTHOLE_TOKEN")
-            .env_remove("PORTHOLE_SERVER")
+        forward_command(exe, server, args)
             .env("RUST_LOG", "off")
-            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped()),
     );

@@ -71,7 +71,8 @@ pub async fn run_cli(
     };
     println!("{name} forward: {}", forwarder.describe());
     tracing::info!(host = %forwarder.host_addr(), "forwarding");
-    let result = forwarder.run(shutdown).await;
+    let forwarder = Arc::new(forwarder);
+    let result = forwarder.run_spawned(shutdown).await;
     println!("{name} forward: stopped: {}", forwarder.summary());
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use async_channel::{Receiver, Sender};
 use futures_lite::future::{self, FutureExt as _};
@@ -228,6 +228,39 @@ impl Forwarder {
         }
     }
 
+    /// As [`run`](Self::run), with the relay as a task of the runtime (on
+    /// its executor threads, next to the client's tasks) while the caller
+    /// only waits for `shutdown` and the end. A binary's `block_on` thread
+    /// then only drives the reactor: on smol, relaying from it instead costs
+    /// a cross-thread wake-up for every datagram.
+    pub async fn run_spawned(
+        self: &Arc<Self>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), ForwardError> {
+        let (stop, stopped) = async_channel::bounded::<()>(1);
+        let (finished, done) = async_channel::bounded(1);
+        let forwarder = self.clone();
+        self.runtime.spawn(Box::pin(async move {
+            let result = forwarder
+                .run(async {
+                    // Closed or sent: either way, stop.
+                    let _ = stopped.recv().await;
+                })
+                .await;
+            let _ = finished.send(result).await;
+        }));
+        let ended = async { Some(done.recv().await) };
+        let asked = async {
+            shutdown.await;
+            None
+        };
+        if let Some(result) = ended.or(asked).await {
+            return result.unwrap_or(Ok(()));
+        }
+        let _ = stop.send(()).await;
+        done.recv().await.unwrap_or(Ok(()))
+    }
+
     /// `--remote … --to …`: each peer of the host port gets a local socket
     /// connected to the application; what the application answers on it goes
     /// back to that peer.
@@ -311,7 +344,7 @@ impl Forwarder {
         self.runtime.spawn(Box::pin(replies(
             self.runtime.clone(),
             self.socket.clone(),
-            table.clone(),
+            Arc::downgrade(table),
             self.counters.clone(),
             peer,
             local.clone(),
@@ -395,11 +428,14 @@ struct Peer {
 }
 
 /// Sends what the application answers on `local` back to `peer`, until the
-/// peer is reclaimed (`stopped` closes) or the leased socket ends.
+/// peer is reclaimed (`stopped` closes: its sender goes with the peer, or
+/// with the whole table when the relay stops) or the leased socket ends. The
+/// table is held weakly, so that it does not keep itself alive through the
+/// tasks of its own peers.
 async fn replies(
     runtime: Arc<dyn Runtime>,
     socket: Arc<LeasedSocket>,
-    table: Arc<Mutex<PeerTable<Peer>>>,
+    table: Weak<Mutex<PeerTable<Peer>>>,
     counters: Arc<Counters>,
     peer: SocketAddr,
     local: Arc<dyn AsyncUdpSocket>,
@@ -425,7 +461,9 @@ async fn replies(
         };
         // A reply keeps the peer alive too (it may be reclaimed meanwhile:
         // this reply still goes out).
-        let _ = lock(&table).touch(peer, runtime.now());
+        if let Some(table) = table.upgrade() {
+            let _ = lock(&table).touch(peer, runtime.now());
+        }
         if socket.send_to(&buf[..n], peer).await.is_err() {
             // The leased socket ended; the main loop reports why.
             return;

@@ -16,6 +16,7 @@
 mod channel;
 mod egress;
 mod error;
+mod forward;
 mod http;
 mod ingress;
 mod lifecycle;
@@ -68,6 +69,15 @@ struct Cli {
     /// Run one server until stdin closes (how the benchmark starts its servers).
     #[arg(long, value_enum, hide = true)]
     server: Option<ServerKind>,
+
+    /// With `--server`: run a `porthole forward` on that server's runtime
+    /// instead, leasing from the daemon at this address…
+    #[arg(long, hide = true, requires = "forward_to")]
+    forward_daemon: Option<std::net::SocketAddr>,
+
+    /// … to the application at this address.
+    #[arg(long, hide = true, requires = "forward_daemon")]
+    forward_to: Option<std::net::SocketAddr>,
 }
 
 /// A group of measurements.
@@ -86,11 +96,22 @@ enum Measurement {
     /// The WebSocket channel both ways and batch `POST /send` (Porthole
     /// only; its ratios use the `ingress` and `send` rows when they ran).
     Channel,
+    /// `porthole forward` round trips against the direct UDP path (Porthole only).
+    Forward,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(kind) = cli.server {
+        if let (Some(daemon), Some(to)) = (cli.forward_daemon, cli.forward_to) {
+            return match forward::serve_forwarder(kind, daemon, to) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("forward on {}: {e}", kind.name());
+                    ExitCode::FAILURE
+                }
+            };
+        }
         return server::serve(kind);
     }
     let plan = if cli.quick {
@@ -108,6 +129,9 @@ fn main() -> ExitCode {
             println!("{}", results.render(&SIZES));
             if cli.only.is_empty() || cli.only.contains(&Measurement::Channel) {
                 println!("{}", results.data_path.render(&results));
+            }
+            if !results.forward.is_empty() {
+                println!("{}", forward::ForwardResult::render(&results.forward));
             }
             ExitCode::SUCCESS
         }
@@ -192,6 +216,14 @@ fn run(
             results.data_path.egress.push((kind, keep(egress)));
             let batch = channel::batch_send(&rt, server, plan);
             results.data_path.batch.push((kind, keep(batch)));
+        }
+    }
+    if only(Measurement::Forward) {
+        eprintln!("porthole forward against the direct path (UDP echo)");
+        for server in servers.iter().filter(|s| s.kind() != ServerKind::Koi) {
+            eprintln!("  {}", server.kind().name());
+            let measured = forward::measure(server, &SIZES, plan);
+            results.forward.push((server.kind(), keep(measured)));
         }
     }
     if only(Measurement::Bind) {

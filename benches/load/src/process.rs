@@ -28,6 +28,27 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts a server and waits until it listens.
     pub fn start(kind: ServerKind) -> Result<Self, LoadError> {
+        Self::spawn(kind, &[])
+    }
+
+    /// Starts a `porthole forward` on `kind`'s runtime, leasing a host port
+    /// from the daemon at `daemon` and forwarding it to `to`; its
+    /// [`addr`](Self::addr) is the leased host address.
+    pub fn start_forwarder(
+        kind: ServerKind,
+        daemon: SocketAddr,
+        to: SocketAddr,
+    ) -> Result<Self, LoadError> {
+        Self::spawn(
+            kind,
+            &[
+                format!("--forward-daemon={daemon}"),
+                format!("--forward-to={to}"),
+            ],
+        )
+    }
+
+    fn spawn(kind: ServerKind, args: &[String]) -> Result<Self, LoadError> {
         let exe = std::env::current_exe()?;
         // For profiling: `PORTHOLE_LOAD_WRAPPER="valgrind --tool=callgrind"`
         // runs each server under that command.
@@ -44,6 +65,7 @@ impl ServerProcess {
         let mut child = command
             .arg("--server")
             .arg(kind.name())
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -79,6 +79,8 @@ pub struct Results {
     pub memory: PerServer<Memory>,
     /// The WebSocket channel and batch send (Porthole only).
     pub data_path: crate::channel::DataPath,
+    /// `porthole forward` against the direct UDP path (`--only forward`).
+    pub forward: PerServer<crate::forward::ForwardResult>,
 }
 
 /// Which way a row is better.

@@ -50,13 +50,18 @@ fn listen_addr() -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
 }
 
-fn announce(addr: SocketAddr) {
+/// Prints the address line the benchmark reads.
+pub(crate) fn announce(addr: SocketAddr) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "listening {addr}");
     let _ = out.flush();
 }
 
 /// Blocks until stdin closes (the benchmark is done with this server, or gone).
+pub(crate) fn stdin_closed() {
+    wait_for_stdin_to_close();
+}
+
 fn wait_for_stdin_to_close() {
     let mut sink = Vec::new();
     let mut stdin = std::io::stdin().lock();
