@@ -229,10 +229,10 @@ impl Forwarder {
     }
 
     /// As [`run`](Self::run), with the relay as a task of the runtime (on
-    /// its executor threads, next to the client's tasks) while the caller
-    /// only waits for `shutdown` and the end. A binary's `block_on` thread
-    /// then only drives the reactor: on smol, relaying from it instead costs
-    /// a cross-thread wake-up for every datagram.
+    /// its executor threads, next to the client library's tasks) while the
+    /// caller only waits for `shutdown` and the end: what a binary's
+    /// `block_on` runs, so that its thread is left to the signal and, on
+    /// smol, the reactor.
     pub async fn run_spawned(
         self: &Arc<Self>,
         shutdown: impl Future<Output = ()>,
