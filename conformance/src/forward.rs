@@ -156,9 +156,10 @@ impl Forward {
         self.host
     }
 
-    /// Sends SIGTERM and collects the exit status and the counters.
-    pub fn stop(mut self) -> Ended {
-        let status = stop(&mut self.child.0, "-TERM");
+    /// Sends `signal` (`-TERM`, or `-INT` as Ctrl-C does) and collects the
+    /// exit status and the counters.
+    pub fn stop(mut self, signal: &str) -> Ended {
+        let status = stop(&mut self.child.0, signal);
         let mut stdout = String::new();
         self.stdout
             .read_to_string(&mut stdout)
@@ -345,7 +346,7 @@ pub fn dnsmasq_behind_forward_answers_several_dig_peers_at_once(exe: &Path) {
     // A second round from one peer at a time goes the same way.
     assert_eq!(dig(forward.host(), "p3.test").as_deref(), Ok("10.1.2.3"));
 
-    let ended = forward.stop();
+    let ended = forward.stop("-TERM");
     assert!(
         ended.status.success(),
         "SIGTERM: {} {}",
@@ -363,7 +364,7 @@ pub fn dnsmasq_behind_forward_answers_several_dig_peers_at_once(exe: &Path) {
 
 /// `porthole forward --listen … --dest …` to a `socat` UDP echo: the
 /// application's datagrams reach the echo from the leased host port, and the
-/// replies come back to the application.
+/// replies come back to the application; Ctrl-C (SIGINT) unbinds and exits 0.
 pub fn outbound_forward_reaches_a_socat_echo_from_the_host_port(exe: &Path) {
     let socat = require_tool("socat", "socat");
     let echo_port = free_udp_port();
@@ -429,8 +430,9 @@ pub fn outbound_forward_reaches_a_socat_echo_from_the_host_port(exe: &Path) {
         assert_eq!(&buf[..n], ping.as_bytes());
     }
 
-    let ended = forward.stop();
-    assert!(ended.status.success(), "SIGTERM: {}", ended.status);
+    // Ctrl-C unbinds as SIGTERM does.
+    let ended = forward.stop("-INT");
+    assert!(ended.status.success(), "Ctrl-C: {}", ended.status);
     assert!(counter(&ended.stdout, "out") >= 5, "{}", ended.stdout);
     assert!(counter(&ended.stdout, "in") >= 5, "{}", ended.stdout);
     assert_unbound(&daemon);

@@ -206,10 +206,20 @@ macro_rules! daemon_suite {
         ]);
     };
     (@cases $exe:expr, [$($case:ident),* $(,)?]) => {
+        $crate::binary_cases!(daemon, $exe, [$($case),*]);
+    };
+}
+
+/// One `#[test]` per case of `$module` (a module of this crate whose cases
+/// take the binary's path), each running the binary at `$exe`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! binary_cases {
+    ($module:ident, $exe:expr, [$($case:ident),* $(,)?]) => {
         $(
             #[test]
             fn $case() {
-                $crate::daemon::$case(::std::path::Path::new($exe));
+                $crate::$module::$case(::std::path::Path::new($exe));
             }
         )*
     };
@@ -227,11 +237,6 @@ macro_rules! forward_suite {
         ]);
     };
     (@cases $exe:expr, [$($case:ident),* $(,)?]) => {
-        $(
-            #[test]
-            fn $case() {
-                $crate::forward::$case(::std::path::Path::new($exe));
-            }
-        )*
+        $crate::binary_cases!(forward, $exe, [$($case),*]);
     };
 }
