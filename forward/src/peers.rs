@@ -141,8 +141,9 @@ impl<S> PeerTable<S> {
         let deadline = self.next_deadline(now);
         let entry = self.peers.get_mut(&peer)?;
         // Tasks read the clock before they lock the table: never move a
-        // deadline back because an older `now` arrived late.
-        if deadline.0 > entry.deadline.0 {
+        // deadline back because an older `now` arrived late. At the same
+        // instant, the new stamp makes this peer the most recently active.
+        if deadline.0 >= entry.deadline.0 {
             self.deadlines.remove(&entry.deadline);
             self.deadlines.insert(deadline, peer);
             entry.deadline = deadline;
@@ -368,5 +369,83 @@ mod tests {
             PeerTable::<()>::new(no_peers).err(),
             Some(PeerLimitsError::NoPeers)
         );
+    }
+
+    /// Operations on the table, at a time that moves on by the given milliseconds.
+    #[derive(Clone, Debug)]
+    enum Op {
+        Touch(u16, u64),
+        Insert(u16, u64),
+        Timeout(u64),
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        // Often no time at all between operations: ties decide the order.
+        let dt = || prop_oneof![Just(0u64), 1..400u64];
+        prop_oneof![
+            (0..6u16, dt()).prop_map(|(p, dt)| Op::Touch(p, dt)),
+            (0..6u16, dt()).prop_map(|(p, dt)| Op::Insert(p, dt)),
+            (0..1500u64).prop_map(Op::Timeout),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Against a plain list of (peer, last activity): the same peers
+        /// reclaimed, for the same reasons, in the same order, and the same
+        /// next deadline, whatever the interleaving.
+        #[test]
+        fn the_table_agrees_with_a_list_of_last_activities(ops in proptest::collection::vec(op(), 1..60)) {
+            let idle = Duration::from_secs(1);
+            let max_peers = 3;
+            let mut peers = PeerTable::new(PeerLimits { idle, max_peers }).unwrap();
+            // (port, last activity, order of that activity)
+            let mut model: Vec<(u16, Instant, u64)> = Vec::new();
+            let mut order = 0;
+            let mut now = Instant::now();
+            for op in ops {
+                let mut expected = Vec::new();
+                match op {
+                    Op::Touch(port, dt) => {
+                        now += Duration::from_millis(dt);
+                        order += 1;
+                        let known = peers.touch(addr(port), now).copied();
+                        let entry = model.iter_mut().find(|(p, ..)| *p == port);
+                        proptest::prop_assert_eq!(known, entry.as_ref().map(|(p, ..)| *p));
+                        if let Some(entry) = entry {
+                            *entry = (port, now, order);
+                        }
+                    }
+                    Op::Insert(port, dt) => {
+                        now += Duration::from_millis(dt);
+                        order += 1;
+                        peers.insert(addr(port), port, now);
+                        if let Some(i) = model.iter().position(|(p, ..)| *p == port) {
+                            model.remove(i);
+                            expected.push((port, Reclaim::Capacity));
+                        }
+                        model.push((port, now, order));
+                        while model.len() > max_peers {
+                            let oldest = (0..model.len())
+                                .min_by_key(|&i| (model[i].1, model[i].2))
+                                .unwrap();
+                            expected.push((model.remove(oldest).0, Reclaim::Capacity));
+                        }
+                    }
+                    Op::Timeout(dt) => {
+                        now += Duration::from_millis(dt);
+                        peers.handle_timeout(now);
+                        model.sort_by_key(|&(_, at, order)| (at, order));
+                        while model.first().is_some_and(|&(_, at, _)| at + idle <= now) {
+                            expected.push((model.remove(0).0, Reclaim::Idle));
+                        }
+                    }
+                }
+                proptest::prop_assert_eq!(reclaimed(&mut peers), expected);
+                proptest::prop_assert_eq!(peers.len(), model.len());
+                let next = model.iter().map(|&(_, at, _)| at + idle).min();
+                proptest::prop_assert_eq!(peers.poll_timeout(), next);
+            }
+        }
     }
 }
