@@ -118,6 +118,11 @@ pub struct SimStats {
     pub streams_ended: StreamsEnded,
     /// Streams the clients dropped (reported as subscriber gone).
     pub streams_dropped: u64,
+    /// Of those, reported gone while an engine deadline was already due
+    /// (the runtime's timer, a little late, had not fired yet): the engine
+    /// fires the due timers first, and must not end the stream it was just
+    /// told is gone.
+    pub gone_with_timers_due: u64,
     /// Sends answered with the bytes sent.
     pub sends: u64,
     /// Sends refused or failed.
@@ -671,6 +676,13 @@ impl Simulation {
                 credit: 1,
             })?,
             Scheduled::StreamGone { subscriber } => {
+                if self
+                    .engine
+                    .poll_timeout()
+                    .is_some_and(|at| at <= self.clock.now())
+                {
+                    self.stats.gone_with_timers_due += 1;
+                }
                 self.feed(Input::SubscriberGone { subscriber })?
             }
         }
