@@ -1,16 +1,20 @@
 //! A timed queue: items come out by time, then in the order they went in.
 
-use std::cmp::{Ordering, Reverse};
+use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::Duration;
 
-/// Items due at simulated times. A binary heap of small keys, not a `BTreeMap`:
-/// the simulation pushes and pops an item per engine input, and a heap does both
-/// with a few moves of 32 bytes in reused memory (the map allocated and
-/// rebalanced nodes, and moved whole items). Items wait in `slots`.
+/// Items due at simulated times. A binary heap of 16-byte keys, not a
+/// `BTreeMap`: the simulation pushes and pops an item per engine input, and a
+/// heap does both with a few moves of plain integers in reused memory (the map
+/// allocated and rebalanced nodes, and moved whole items). Items wait in `slots`.
 #[derive(Debug)]
 pub(crate) struct Agenda<T> {
-    heap: BinaryHeap<Reverse<Slot>>,
+    /// Each key is the due time in nanoseconds (high 64 bits), the serial
+    /// (next 40) and the item's slot (low 24): one integer comparison orders
+    /// by time, then by insertion (serials are unique, so the slot bits never
+    /// decide), and the key alone finds the item.
+    heap: BinaryHeap<Reverse<u128>>,
     slots: Vec<Option<T>>,
     /// Indices of empty `slots`.
     free: Vec<usize>,
@@ -18,31 +22,8 @@ pub(crate) struct Agenda<T> {
     serial: u64,
 }
 
-#[derive(Debug)]
-struct Slot {
-    /// Nanoseconds since the start in the high 64 bits, the serial in the low
-    /// ones: one integer comparison orders by time, then by insertion.
-    key: u128,
-    index: usize,
-}
-
-// Ordered by key only; serials are unique, so this is total.
-impl PartialEq for Slot {
-    fn eq(&self, other: &Self) -> bool {
-        self.key == other.key
-    }
-}
-impl Eq for Slot {}
-impl PartialOrd for Slot {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Slot {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.key.cmp(&other.key)
-    }
-}
+const SLOT_BITS: u32 = 24;
+const SERIAL_BITS: u32 = 64 - SLOT_BITS;
 
 /// `at` in nanoseconds, saturated at 584 years (which no simulation reaches).
 fn nanos(at: Duration) -> u64 {
@@ -60,40 +41,54 @@ impl<T> Agenda<T> {
     }
 
     /// Adds `item`, due at `at`.
+    ///
+    /// # Panics
+    /// With 2^24 (16.7 million) items waiting at once, or after 2^40 pushes
+    /// (a simulation runs thousands per seed): limits of the key's layout
+    /// that no simulated run comes near.
     pub(crate) fn push(&mut self, at: Duration, item: T) {
         self.serial += 1;
+        assert!(
+            self.serial >> SERIAL_BITS == 0,
+            "more than 2^40 items scheduled in one simulation"
+        );
         let index = match self.free.pop() {
             Some(index) => {
                 self.slots[index] = Some(item);
                 index
             }
             None => {
+                assert!(
+                    self.slots.len() >> SLOT_BITS == 0,
+                    "more than 2^24 items scheduled at once"
+                );
                 self.slots.push(Some(item));
                 self.slots.len() - 1
             }
         };
-        self.heap.push(Reverse(Slot {
-            key: (u128::from(nanos(at)) << 64) | u128::from(self.serial),
-            index,
-        }));
+        let low = (self.serial << SLOT_BITS) | index as u64;
+        self.heap
+            .push(Reverse((u128::from(nanos(at)) << 64) | u128::from(low)));
     }
 
     /// When the next item is due.
     pub(crate) fn next_at(&self) -> Option<Duration> {
         self.heap
             .peek()
-            .map(|Reverse(slot)| Duration::from_nanos((slot.key >> 64) as u64))
+            .map(|Reverse(key)| Duration::from_nanos((key >> 64) as u64))
     }
 
     /// The next item, if it is due by `now`.
     pub(crate) fn pop_due(&mut self, now: Duration) -> Option<T> {
         let Reverse(next) = self.heap.peek()?;
-        if (next.key >> 64) as u64 > nanos(now) {
+        if (next >> 64) as u64 > nanos(now) {
             return None;
         }
-        let Reverse(slot) = self.heap.pop()?;
-        self.free.push(slot.index);
-        self.slots[slot.index].take()
+        let Reverse(key) = self.heap.pop()?;
+        // The low 24 bits are the slot (fits a usize: below 2^24).
+        let index = (key as u64 & ((1 << SLOT_BITS) - 1)) as usize;
+        self.free.push(index);
+        self.slots[index].take()
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -121,5 +116,19 @@ mod tests {
         }
         assert_eq!(out, ["first at 1", "second at 1", "middle", "late"]);
         assert_eq!(agenda.len(), 0);
+    }
+
+    #[test]
+    fn a_reused_slot_does_not_change_the_order() {
+        let mut agenda = Agenda::new();
+        let ms = Duration::from_millis;
+        agenda.push(ms(1), "a");
+        agenda.push(ms(2), "b");
+        assert_eq!(agenda.pop_due(ms(1)), Some("a"));
+        // Takes "a"'s slot (index 0), below "b"'s, yet comes after "b".
+        agenda.push(ms(2), "c");
+        assert_eq!(agenda.pop_due(ms(2)), Some("b"));
+        assert_eq!(agenda.pop_due(ms(2)), Some("c"));
+        assert_eq!(agenda.pop_due(ms(2)), None);
     }
 }

@@ -315,7 +315,9 @@ struct Held {
     seq: u64,
     src: SocketAddr,
     payload: Bytes,
-    received_at: SystemTime,
+    /// When it was received; turned into wall-clock time only when a
+    /// delivery is compared with it (most held datagrams are never delivered).
+    received_at: Instant,
     delivered: bool,
 }
 
@@ -658,7 +660,7 @@ impl Checker {
                             seq: b.next_seq,
                             src: *src,
                             payload: payload.clone(),
-                            received_at: self.wall.at(now),
+                            received_at: now,
                             delivered: false,
                         });
                         b.next_seq += 1;
@@ -1019,15 +1021,15 @@ impl Checker {
             Event::Datagram(_) if s.unnumbered_missed > 0 => return Err(unreported),
             Event::Datagram(d) => d,
         };
-        let wrong = Violation::WrongDatagram {
+        let wrong = || Violation::WrongDatagram {
             subscriber,
             binding: d.binding,
             seq: d.seq.0,
         };
         if d.binding != s.binding {
-            return Err(wrong);
+            return Err(wrong());
         }
-        let b = self.live.get_mut(&s.binding).ok_or(wrong.clone())?;
+        let b = self.live.get_mut(&s.binding).ok_or_else(wrong)?;
         // The ring holds consecutive sequence numbers: index it by them.
         let held = b
             .ring
@@ -1039,9 +1041,9 @@ impl Checker {
                 h.seq == d.seq.0
                     && h.src == d.src
                     && h.payload == d.payload
-                    && h.received_at == d.received_at
+                    && self.wall.at(h.received_at) == d.received_at
             })
-            .ok_or(wrong)?;
+            .ok_or_else(wrong)?;
         let expected = s.next.saturating_add(s.lagged);
         if d.seq.0 != expected {
             return Err(Violation::SequenceBreak {
