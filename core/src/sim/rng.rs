@@ -28,6 +28,15 @@ fn splitmix64(state: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// `d` in whole microseconds, saturated at `u64::MAX` (half a million years).
+/// In 64-bit arithmetic: `Duration::as_micros` works in 128 bits, and this
+/// runs for most of the simulation's draws.
+fn micros(d: Duration) -> u64 {
+    d.as_secs()
+        .saturating_mul(1_000_000)
+        .saturating_add(u64::from(d.subsec_micros()))
+}
+
 impl SimRng {
     /// Stream `stream` of `seed`.
     pub fn new(seed: u64, stream: u64) -> Self {
@@ -87,9 +96,7 @@ impl SimRng {
 
     /// A duration in `range`, to the microsecond.
     pub fn duration(&mut self, range: RangeInclusive<Duration>) -> Duration {
-        let lo = u64::try_from(range.start().as_micros()).unwrap_or(u64::MAX);
-        let hi = u64::try_from(range.end().as_micros()).unwrap_or(u64::MAX);
-        Duration::from_micros(self.in_range(lo..=hi))
+        Duration::from_micros(self.in_range(micros(*range.start())..=micros(*range.end())))
     }
 
     /// True with probability `per_mille / 1000`.
@@ -135,6 +142,19 @@ mod tests {
         assert_ne!(draw(1, 1), draw(1, 2));
         assert_ne!(draw(1, 1), draw(2, 1));
         assert_eq!(draw(5, 3), draw(5, 3));
+    }
+
+    #[test]
+    fn durations_are_whole_microseconds_within_their_range() {
+        let mut rng = SimRng::new(3, 3);
+        let (lo, hi) = (Duration::from_micros(1_999_998), Duration::from_secs(2));
+        for _ in 0..100 {
+            let d = rng.duration(lo..=hi);
+            assert!(lo <= d && d <= hi);
+            assert_eq!(d.subsec_nanos() % 1000, 0);
+        }
+        assert_eq!(micros(Duration::new(3, 4_567_891)), 3_004_567);
+        assert_eq!(micros(Duration::MAX), u64::MAX);
     }
 
     #[test]
