@@ -18,12 +18,14 @@ use serde::{Deserialize, Serialize};
 use crate::action::{CloseReason, Datagram, Event, Reply};
 use crate::binding::{BindingCounters, BindingInfo};
 use crate::command::BindParams;
-use crate::error::{ApiError, ErrorCode};
 use crate::id::{BindingId, Seq};
 use crate::ticket::Ticket;
 
 mod batch;
+mod error;
 pub mod ws;
+
+pub use error::{ApiError, ErrorCode};
 
 pub use batch::{
     decode_send_body, encode_batch_results, BatchEntry, BatchEntryError, BatchResult,
@@ -99,25 +101,9 @@ pub enum RequestError {
         /// The methods the route takes.
         allowed: &'static str,
     },
-}
-
-impl ApiError for RequestError {
-    fn code(&self) -> ErrorCode {
-        match self {
-            RequestError::InvalidJson(_) => ErrorCode::InvalidJson,
-            RequestError::InvalidBase64(_) => ErrorCode::InvalidBase64,
-            RequestError::InvalidAddress(_) => ErrorCode::InvalidAddress,
-            RequestError::InvalidParameter { .. } => ErrorCode::InvalidParameter,
-            RequestError::BodyTooLarge { .. } => ErrorCode::BodyTooLarge,
-            RequestError::UnknownBinding => ErrorCode::NotFound,
-            RequestError::Unauthorized | RequestError::BadTicket => ErrorCode::Unauthorized,
-            RequestError::OriginNotAllowed(_) => ErrorCode::OriginNotAllowed,
-            RequestError::HostNotAllowed(_) => ErrorCode::HostNotAllowed,
-            RequestError::RouteNotFound(_) => ErrorCode::RouteNotFound,
-            RequestError::MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,
-            RequestError::TooManyDatagrams { .. } => ErrorCode::TooManyDatagrams,
-        }
-    }
+    /// The server is shutting down: nothing takes the request any more.
+    #[error("the server is shutting down")]
+    ShuttingDown,
 }
 
 fn json_error(e: serde_json::Error) -> RequestError {

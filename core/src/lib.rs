@@ -272,8 +272,8 @@ pub use command::{BindParams, Command, SubscribeParams};
 pub use config::{Config, ConfigError, MAX_READ_PAUSE, UNPRIVILEGED_PORTS};
 pub use engine::{Counters, Engine};
 pub use error::{
-    ApiError, BindError, BindingError, ErrorCode, OpenError, ReceiveError, SendError,
-    SubscribeError, TicketError, TransmitError, UnsubscribeError,
+    BindError, BindingError, OpenError, ReceiveError, SendError, SubscribeError, TicketError,
+    TransmitError, UnsubscribeError,
 };
 pub use id::{BindingId, ParseBindingIdError, ParseSeqError, RequestId, Seq, SubscriberId};
 pub use input::Input;

@@ -9,11 +9,12 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
+use porthole_core::api::{ApiError, ErrorCode};
 use porthole_core::sim::Checker;
 use porthole_core::{
-    Action, ApiError, BindParams, BindingId, CloseReason, Command, Config, Engine, ErrorCode,
-    Event, Input, Lease, OpenError, ReceiveError, Reply, RequestId, Seq, SubscribeParams,
-    SubscriberId, TransmitError, WallClock,
+    Action, BindParams, BindingId, CloseReason, Command, Config, Engine, Event, Input, Lease,
+    OpenError, ReceiveError, Reply, RequestId, Seq, SubscribeParams, SubscriberId, TransmitError,
+    WallClock,
 };
 use proptest::prelude::*;
 use proptest::sample::select;

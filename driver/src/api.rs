@@ -16,9 +16,7 @@ use hyper::body::Body;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use porthole_core::api::{self as codec, BatchEntryError, JsonResponse, RequestError, SendBody};
-use porthole_core::{
-    BindingId, Command, ErrorCode, Reply, RequestId, SubscribeParams, SubscriberId,
-};
+use porthole_core::{BindingId, Command, Reply, RequestId, SubscribeParams, SubscriberId};
 
 use crate::body::{ApiBody, EventStream};
 use crate::config::HttpConfig;
@@ -280,10 +278,7 @@ impl Api {
         match result {
             Ok(response) => response,
             Err(Failure::Request(e)) => request_error(&e),
-            Err(Failure::Gone) => json_response(JsonResponse::error(
-                ErrorCode::ShuttingDown,
-                "the server is shutting down",
-            )),
+            Err(Failure::Gone) => request_error(&RequestError::ShuttingDown),
         }
     }
 

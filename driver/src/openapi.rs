@@ -11,12 +11,12 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
+use porthole_core::api::ErrorCode;
 use porthole_core::api::{
     BatchResult, BatchResultsBody, BatchSendRequest, BindRequest, BindingInfoBody, ClosedEventData,
     CountersBody, DatagramEventData, ErrorBody, HeartbeatRequest, LaggedEventData, RenewedBody,
     SendRequest, SentBody, StatusBody, TicketBody, UnboundBody,
 };
-use porthole_core::ErrorCode;
 use utoipa::openapi::content::ContentBuilder;
 use utoipa::openapi::path::{
     HttpMethod, Operation, OperationBuilder, ParameterBuilder, ParameterIn, PathItem,

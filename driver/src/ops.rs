@@ -13,8 +13,9 @@ use std::time::Instant;
 use hyper::header::{self, HeaderValue};
 use hyper::http::request::Parts;
 use hyper::{Method, Request, Response, StatusCode};
+use porthole_core::api::ErrorCode;
 use porthole_core::api::{self as codec, JsonResponse, RequestError};
-use porthole_core::{Command, ErrorCode, Reply};
+use porthole_core::{Command, Reply};
 
 use crate::api::{json_response, Api};
 use crate::body::ApiBody;
@@ -267,10 +268,7 @@ fn text(status: StatusCode, body: &'static str) -> Response<ApiBody> {
 }
 
 fn shutting_down() -> Response<ApiBody> {
-    json_response(JsonResponse::error(
-        ErrorCode::ShuttingDown,
-        "the server is shutting down",
-    ))
+    json_response(JsonResponse::from_error(&RequestError::ShuttingDown))
 }
 
 #[cfg(test)]

@@ -24,8 +24,8 @@ use futures_sink::Sink;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use porthole_core::api::ws::{self as frames, WsNotice};
-use porthole_core::api::RequestError;
-use porthole_core::{ApiError, BindingId, Command, Event, Reply, SubscriberId};
+use porthole_core::api::{ApiError, RequestError};
+use porthole_core::{BindingId, Command, Event, Reply, SubscriberId};
 
 use crate::driver::{StreamItem, ToDriver};
 use crate::runtime::{AsyncTimer, FuturesIo, Runtime};

@@ -15,11 +15,11 @@ use bytes::Bytes;
 use porthole_core::api::ws::{decode_ws_send, encode_ws_send};
 use porthole_core::api::{
     self, decode_bind, decode_heartbeat, decode_send, decode_send_body, parse_binding_id,
-    parse_destination, parse_last_event_id, parse_recv_query, RequestError, SendBody,
+    parse_destination, parse_last_event_id, parse_recv_query, ApiError, RequestError, SendBody,
     MAX_BATCH_DATAGRAMS,
 };
 use porthole_core::policy::Network;
-use porthole_core::{ApiError, BindingId, Seq};
+use porthole_core::{BindingId, Seq};
 
 /// Which decoder an input is for (its first byte, modulo the count).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

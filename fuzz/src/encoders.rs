@@ -13,8 +13,8 @@ use arbitrary::{Arbitrary, Unstructured};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use bytes::Bytes;
-use porthole_core::api::{self, JsonResponse};
-use porthole_core::{BindingId, CloseReason, Datagram, ErrorCode, Event, Seq};
+use porthole_core::api::{self, ErrorCode, JsonResponse};
+use porthole_core::{BindingId, CloseReason, Datagram, Event, Seq};
 
 /// One value to encode.
 #[derive(Debug, Arbitrary)]

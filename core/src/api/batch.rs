@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 #[cfg(doc)]
 use super::SendRequest;
 use super::{decode_payload, json_object, parse_destination, JsonResponse, RequestError};
-use crate::error::{ApiError, ErrorCode, SendError};
+use super::{ApiError, ErrorCode};
+use crate::error::SendError;
 
 /// Most datagrams one batch may carry; more are refused whole with
 /// `413 too_many_datagrams` (the body limit, `--max-body`, applies too).
@@ -108,15 +109,6 @@ pub enum BatchEntryError {
     /// The engine (policy, limits) or the socket refused it.
     #[error(transparent)]
     Send(#[from] SendError),
-}
-
-impl ApiError for BatchEntryError {
-    fn code(&self) -> ErrorCode {
-        match self {
-            BatchEntryError::Request(e) => e.code(),
-            BatchEntryError::Send(e) => e.code(),
-        }
-    }
 }
 
 /// The batch form of a `POST /v1/udp/send/{id}` body, as documented. The

@@ -16,8 +16,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use bytes::Bytes;
 
+use super::ErrorCode;
 use crate::action::{CloseReason, Datagram};
-use crate::error::ErrorCode;
 use crate::id::Seq;
 
 /// Close code for a normal end (the binding was unbound, expired, went idle).
