@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use base64::Engine as _;
-use porthole_driver::porthole_core::policy::Network;
+use porthole_driver::porthole_core::net::Network;
 use serde_json::Value;
 
 use crate::client::{Client, EventStream, Sse, SseEvent, Target, READ_TIMEOUT};

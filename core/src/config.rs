@@ -4,7 +4,7 @@ use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use crate::lease::Lease;
-use crate::policy::{Network, MAX_PAYLOAD_V6};
+use crate::net::{Network, MAX_PAYLOAD_V6};
 
 /// Ports an unprivileged process may bind: the default [`Config::port_range`].
 pub const UNPRIVILEGED_PORTS: RangeInclusive<u16> = 1024..=65535;

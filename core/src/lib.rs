@@ -256,9 +256,10 @@ mod error;
 mod id;
 mod input;
 mod lease;
+pub mod net;
 #[cfg(feature = "os-rng")]
 mod os_rng;
-pub mod policy;
+mod policy;
 #[cfg(feature = "sim")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
 pub mod sim;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use porthole_core::api::{encode_reply, timestamp};
-use porthole_core::policy::{Network, MAX_PAYLOAD_V4, MAX_PAYLOAD_V6};
+use porthole_core::net::{Network, MAX_PAYLOAD_V4, MAX_PAYLOAD_V6};
 use porthole_core::{
     Action, BindError, BindParams, BindingError, BindingId, BindingInfo, CloseReason, Command,
     Config, Datagram, Engine, Event, Lease, OpenError, ReceiveError, Reply, RequestId, SendError,

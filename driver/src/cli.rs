@@ -28,7 +28,7 @@ use std::time::Duration;
 
 pub use clap::Parser;
 use clap::{Args, CommandFactory, FromArgMatches, Subcommand};
-use porthole_core::policy::Network;
+use porthole_core::net::Network;
 use porthole_core::{Config, ConfigError, Lease};
 
 use crate::config::{HttpConfig, HttpConfigError};

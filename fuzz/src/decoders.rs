@@ -18,7 +18,7 @@ use porthole_core::api::{
     parse_destination, parse_last_event_id, parse_recv_query, ApiError, RequestError, SendBody,
     MAX_BATCH_DATAGRAMS,
 };
-use porthole_core::policy::Network;
+use porthole_core::net::Network;
 use porthole_core::{BindingId, Seq};
 
 /// Which decoder an input is for (its first byte, modulo the count).
