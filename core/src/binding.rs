@@ -1,13 +1,11 @@
 //! A live binding: its socket's address, its lease, its replay ring and its counters.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Instant, SystemTime};
 
-use bytes::Bytes;
-
 use crate::id::{BindingId, SubscriberId};
 use crate::lease::Lease;
+use crate::ring::Ring;
 use crate::ticket::Tickets;
 
 /// A snapshot of a live binding, as the status API shows it.
@@ -81,81 +79,6 @@ pub struct BindingCounters {
     pub icmp_errors: u64,
     /// Other receive errors the runtime reported.
     pub recv_errors: u64,
-}
-
-/// A datagram held in the replay ring.
-#[derive(Debug)]
-pub(crate) struct Entry {
-    pub(crate) src: SocketAddr,
-    pub(crate) payload: Bytes,
-    pub(crate) received_at: SystemTime,
-    /// Delivered to at least one subscriber.
-    pub(crate) delivered: bool,
-}
-
-/// The bounded replay ring: the latest datagrams, by count and by bytes.
-#[derive(Debug)]
-pub(crate) struct Ring {
-    entries: VecDeque<Entry>,
-    /// Sequence number of `entries[0]` (or of the next datagram when empty).
-    first: u64,
-    bytes: usize,
-}
-
-impl Ring {
-    fn new() -> Self {
-        Ring {
-            entries: VecDeque::new(),
-            first: 1,
-            bytes: 0,
-        }
-    }
-
-    /// Payload bytes held.
-    pub(crate) fn bytes(&self) -> usize {
-        self.bytes
-    }
-
-    /// Sequence number of the oldest datagram held.
-    pub(crate) fn first_seq(&self) -> u64 {
-        self.first
-    }
-
-    /// Sequence number the next datagram will get.
-    pub(crate) fn next_seq(&self) -> u64 {
-        self.first + self.entries.len() as u64
-    }
-
-    pub(crate) fn get_mut(&mut self, seq: u64) -> Option<&mut Entry> {
-        let index = usize::try_from(seq.checked_sub(self.first)?).ok()?;
-        self.entries.get_mut(index)
-    }
-
-    /// The oldest datagram no subscriber has got, or the next sequence number.
-    pub(crate) fn first_undelivered(&self) -> u64 {
-        self.entries
-            .iter()
-            .position(|e| !e.delivered)
-            .map_or(self.next_seq(), |i| self.first + i as u64)
-    }
-
-    /// Appends a datagram and evicts the oldest until the bounds hold again
-    /// (always keeping the newest). Returns how many evicted ones were undelivered.
-    pub(crate) fn push(&mut self, entry: Entry, max_count: usize, max_bytes: usize) -> u64 {
-        self.bytes += entry.payload.len();
-        self.entries.push_back(entry);
-        let mut dropped = 0;
-        while self.entries.len() > 1 && (self.entries.len() > max_count || self.bytes > max_bytes) {
-            if let Some(old) = self.entries.pop_front() {
-                self.bytes -= old.payload.len();
-                self.first += 1;
-                if !old.delivered {
-                    dropped += 1;
-                }
-            }
-        }
-        dropped
-    }
 }
 
 /// Whether the engine wants a binding's socket read: its flow-control state.

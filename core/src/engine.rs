@@ -10,7 +10,7 @@ use rand_core::SeedableRng;
 use slab::Slab;
 
 use crate::action::{Action, CloseReason, IssuedTicket, Reply};
-use crate::binding::{Binding, BindingCounters, BindingInfo, Entry, NewBinding, Reads};
+use crate::binding::{Binding, BindingCounters, BindingInfo, NewBinding, Reads};
 use crate::command::{BindParams, Command, SubscribeParams};
 use crate::config::{Config, ConfigError};
 use crate::deadline::Deadlines;
@@ -22,6 +22,7 @@ use crate::id::{BindingId, IdMap, RequestId, SubscriberId};
 use crate::input::Input;
 use crate::lease::Lease;
 use crate::policy;
+use crate::ring::Entry;
 use crate::subscriber::Subscriber;
 use crate::ticket::Ticket;
 use crate::wallclock::WallClock;

@@ -260,6 +260,7 @@ pub mod net;
 #[cfg(feature = "os-rng")]
 mod os_rng;
 mod policy;
+mod ring;
 #[cfg(feature = "sim")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
 pub mod sim;

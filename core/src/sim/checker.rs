@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 
 use crate::id::IdMap;
+use crate::ring::{Entry, Ring};
 use crate::{
     Action, BindError, BindingCounters, BindingError, BindingId, CloseReason, Command, Config,
     Counters, Engine, Event, Input, Lease, Reply, RequestId, SendError, SubscribeError,
@@ -309,27 +310,23 @@ enum Reads {
     Overrun,
 }
 
-/// A datagram held in a binding's replay ring.
-#[derive(Debug)]
-struct Held {
-    seq: u64,
-    src: SocketAddr,
-    payload: Bytes,
-    /// When it was received; turned into wall-clock time only when a
-    /// delivery is compared with it (most held datagrams are never delivered).
-    received_at: Instant,
-    delivered: bool,
-}
-
 #[derive(Debug)]
 struct LiveBinding {
     serial: u64,
     lease: Lease,
     deadline: Instant,
     renew_on_traffic: bool,
-    ring: VecDeque<Held>,
-    ring_bytes: usize,
-    next_seq: u64,
+    /// The reference model's copy of the binding's replay ring, filled from
+    /// the datagrams this checker saw fed. It is the engine's ring type, so
+    /// the eviction rule is written once (in `crate::ring`, whose tests pin
+    /// it); the check stays independent because this copy is fed only from
+    /// observed inputs, never read from the engine, and every delivery,
+    /// `lagged` gap, drop counter and buffered byte the engine reports is
+    /// compared against it. What this cannot catch, a wrong rule, is what
+    /// the ring's own tests are for; what it does catch is the engine using
+    /// the ring wrongly (wrong limits, an eviction not counted, an evicted or
+    /// foreign datagram delivered, a resume from the wrong place).
+    ring: Ring,
     /// Datagrams in the ring no subscriber has got yet.
     pending: u64,
     subscribers: Vec<SubscriberId>,
@@ -361,15 +358,6 @@ struct DatagramTally {
     dropped_overflow: u64,
     dropped_memory: u64,
     dropped_kernel: u64,
-}
-
-impl LiveBinding {
-    fn first_undelivered(&self) -> u64 {
-        self.ring
-            .iter()
-            .find(|h| !h.delivered)
-            .map_or(self.next_seq, |h| h.seq)
-    }
 }
 
 #[derive(Debug)]
@@ -654,31 +642,20 @@ impl Checker {
                             }
                         }
                     } else {
-                        b.ring_bytes += payload.len();
-                        self.buffered += payload.len();
-                        b.ring.push_back(Held {
-                            seq: b.next_seq,
+                        let held = b.ring.bytes();
+                        let entry = Entry {
                             src: *src,
                             payload: payload.clone(),
-                            received_at: now,
+                            received_at: self.wall.at(now),
                             delivered: false,
-                        });
-                        b.next_seq += 1;
-                        b.pending += 1;
-                        while b.ring.len() > 1
-                            && (b.ring.len() > self.config.ring_datagrams
-                                || b.ring_bytes > self.config.ring_bytes)
-                        {
-                            if let Some(old) = b.ring.pop_front() {
-                                b.ring_bytes -= old.payload.len();
-                                self.buffered -= old.payload.len();
-                                if !old.delivered {
-                                    b.pending -= 1;
-                                    self.tally.datagrams.dropped_overflow += 1;
-                                    b.tally.dropped_overflow += 1;
-                                }
-                            }
-                        }
+                        };
+                        let lost =
+                            b.ring
+                                .push(entry, self.config.ring_datagrams, self.config.ring_bytes);
+                        self.buffered = self.buffered - held + b.ring.bytes();
+                        b.pending = b.pending + 1 - lost;
+                        self.tally.datagrams.dropped_overflow += lost;
+                        b.tally.dropped_overflow += lost;
                     }
                 }
                 _ => {
@@ -858,7 +835,7 @@ impl Checker {
             // A socket that opened after shutdown cancelled its bind: never live.
             return Ok(());
         };
-        self.buffered -= b.ring_bytes;
+        self.buffered -= b.ring.bytes();
         if matches!(b.reads, Reads::Paused { .. }) {
             // A closed binding needs no resume.
             self.paused.retain(|(id, _)| *id != binding);
@@ -1030,19 +1007,10 @@ impl Checker {
             return Err(wrong());
         }
         let b = self.live.get_mut(&s.binding).ok_or_else(wrong)?;
-        // The ring holds consecutive sequence numbers: index it by them.
         let held = b
             .ring
-            .front()
-            .and_then(|first| d.seq.0.checked_sub(first.seq))
-            .and_then(|i| usize::try_from(i).ok())
-            .and_then(|i| b.ring.get_mut(i))
-            .filter(|h| {
-                h.seq == d.seq.0
-                    && h.src == d.src
-                    && h.payload == d.payload
-                    && self.wall.at(h.received_at) == d.received_at
-            })
+            .get_mut(d.seq.0)
+            .filter(|h| h.src == d.src && h.payload == d.payload && h.received_at == d.received_at)
             .ok_or_else(wrong)?;
         let expected = s.next.saturating_add(s.lagged);
         if d.seq.0 != expected {
@@ -1156,9 +1124,7 @@ impl Checker {
                                 lease: expected,
                                 deadline,
                                 renew_on_traffic: params.renew_on_traffic,
-                                ring: VecDeque::new(),
-                                ring_bytes: 0,
-                                next_seq: 1,
+                                ring: Ring::new(),
                                 pending: 0,
                                 subscribers: Vec::new(),
                                 reads: Reads::On,
@@ -1271,8 +1237,8 @@ impl Checker {
                     return Err(Violation::SubscriberReused { subscriber: id });
                 }
                 let next = match params.resume_after {
-                    Some(after) => after.0.saturating_add(1).min(b.next_seq),
-                    None => b.first_undelivered(),
+                    Some(after) => after.0.saturating_add(1).min(b.ring.next_seq()),
+                    None => b.ring.first_undelivered(),
                 };
                 b.subscribers.push(id);
                 self.subscribers.insert(
@@ -1402,7 +1368,7 @@ impl Checker {
     /// The engine's getters and counters against what its actions imply.
     /// `buffered` summed from scratch, to check the running total at the end.
     fn buffered_sum(&self) -> usize {
-        let rings: usize = self.live.values().map(|b| b.ring_bytes).sum();
+        let rings: usize = self.live.values().map(|b| b.ring.bytes()).sum();
         let in_flight: usize = self
             .subscribers
             .values()
