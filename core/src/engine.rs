@@ -106,8 +106,9 @@ impl Counters {
         self.dropped_overflow += c.dropped_overflow;
         self.dropped_memory += c.dropped_memory;
         self.pending += c.pending;
-        self.dropped_kernel += c.dropped_kernel;
-        self.missed += c.missed;
+        // Counts the runtime reports: saturate rather than overflow on a bogus one.
+        self.dropped_kernel = self.dropped_kernel.saturating_add(c.dropped_kernel);
+        self.missed = self.missed.saturating_add(c.missed);
         self.sent += c.sent;
         self.send_errors += c.send_errors;
     }
@@ -530,12 +531,13 @@ impl Engine {
             return;
         };
         let b = &mut self.bindings[key];
-        b.counters.dropped_kernel += count;
+        // A count from the runtime: saturate rather than overflow on a bogus one.
+        b.counters.dropped_kernel = b.counters.dropped_kernel.saturating_add(count);
         for i in 0..b.subscribers.len() {
             let id = b.subscribers[i];
             if let Some(s) = self.subscribers.get_mut(&id) {
                 s.missed = s.missed.saturating_add(count);
-                b.counters.missed += count;
+                b.counters.missed = b.counters.missed.saturating_add(count);
                 s.last_activity = now;
                 s.pump(id, b, &mut self.actions, &mut self.buffered);
             }

@@ -79,9 +79,11 @@ mod agenda;
 mod checker;
 mod client;
 mod clock;
+pub mod fuzz;
 mod host;
 mod network;
 mod rng;
+pub mod script;
 mod simulation;
 mod trace;
 
@@ -89,5 +91,6 @@ pub use checker::{Checker, Violation};
 pub use clock::SimClock;
 pub use network::{InFlight, Network, NetworkConfig, NetworkStats};
 pub use rng::SimRng;
+pub use script::Script;
 pub use simulation::{Report, SimConfig, SimError, SimStats, Simulation, StreamsEnded};
 pub use trace::{Record, Trace};

@@ -1,22 +1,16 @@
 //! Replays the committed fuzz corpora (`fuzz/corpus/<target>/`) through the
-//! fuzz targets' own code, so a regression any corpus input catches fails
-//! `cargo test` on stable, without nightly or cargo-fuzz.
+//! fuzz targets, so a regression any corpus input catches fails `cargo test`
+//! on stable, without nightly or cargo-fuzz.
 //!
-//! The targets live in `fuzz/src/` and are compiled into this test by path;
-//! they depend only on porthole-core, its dependencies and `arbitrary`. The
-//! engine corpus needs the `sim` feature (its checker), as CI's
+//! The targets are `porthole_core::sim::fuzz`, the very functions the
+//! cargo-fuzz entry points call; they need the `sim` feature, as CI's
 //! `cargo test --workspace --all-features` has.
+#![cfg(feature = "sim")]
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
-#[path = "../../fuzz/src/decoders.rs"]
-mod decoders;
-#[path = "../../fuzz/src/encoders.rs"]
-mod encoders;
-// The engine target checks every step with `porthole_core::sim::Checker`.
-#[cfg(feature = "sim")]
-#[path = "../../fuzz/src/engine.rs"]
-mod engine;
+use porthole_core::sim::fuzz;
 
 /// The corpus of `target`: every file, sorted, with its bytes.
 fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
@@ -56,16 +50,15 @@ fn replay(target: &str, min_files: usize, run: fn(&[u8])) {
 
 #[test]
 fn decoders_corpus_replays_clean() {
-    replay("decoders", 20, decoders::run);
+    replay("decoders", 20, fuzz::decoders::run);
 }
 
 #[test]
 fn encoders_corpus_replays_clean() {
-    replay("encoders", 5, encoders::run);
+    replay("encoders", 5, fuzz::encoders::run);
 }
 
-#[cfg(feature = "sim")]
 #[test]
 fn engine_corpus_replays_clean() {
-    replay("engine", 8, engine::run);
+    replay("engine", 8, |data| fuzz::engine(data, Instant::now()));
 }

@@ -11,8 +11,10 @@ use std::fmt::Debug;
 use std::path::Path;
 
 use arbitrary::{Arbitrary, Unstructured};
-use porthole_fuzz::encoders::{AddrInput, DatagramInput, Input, Reason};
-use porthole_fuzz::engine::{BindAddr, Dest, IoFailure, Limits, Op, OpenFailure, Pick, Script};
+use porthole_core::sim::fuzz::encoders::{AddrInput, DatagramInput, Input, Reason};
+use porthole_core::sim::script::{
+    BindAddr, Dest, IoFailure, Limits, Op, OpenFailure, Pick, Script,
+};
 
 /// The bytes `arbitrary` decodes into a value, built field by field.
 #[derive(Default)]
@@ -76,11 +78,15 @@ fn limits(b: &mut Bytes, l: &Limits) {
         .u8(l.default_lease)
         .u8(l.max_lease)
         .bool(l.allow_remote)
-        .u8(l.max_payload);
+        .u8(l.max_payload)
+        .u8(l.ticket_lifetime);
 }
 
+/// Variants of `IoFailure`.
+const IO_FAILURES: usize = 6;
+
 fn op(b: &mut Bytes, op: &Op) {
-    const OPS: usize = 18;
+    const OPS: usize = 20;
     match *op {
         Op::Bind {
             addr,
@@ -123,58 +129,68 @@ fn op(b: &mut Bytes, op: &Op) {
             binding,
             resume_after,
             idle_secs,
+            ticket,
         } => {
             b.variant(4, OPS)
                 .pick(binding)
                 .opt_u8(resume_after)
-                .opt_u8(idle_secs);
+                .opt_u8(idle_secs)
+                .opt_pick(ticket);
         }
         Op::Unsubscribe(p) => {
             b.variant(5, OPS).pick(p);
         }
-        Op::Status => {
-            b.variant(6, OPS);
+        Op::IssueTicket(p) => {
+            b.variant(6, OPS).pick(p);
         }
-        Op::Shutdown => {
+        Op::Status => {
             b.variant(7, OPS);
         }
-        Op::SocketOpened { opening, port } => {
-            b.variant(8, OPS).pick(opening).u16(port);
+        Op::Shutdown => {
+            b.variant(8, OPS);
+        }
+        Op::SocketOpened(opening) => {
+            b.variant(9, OPS).pick(opening);
         }
         Op::SocketFailed { opening, error } => {
-            b.variant(9, OPS).pick(opening).variant(error as usize, 5);
+            b.variant(10, OPS).pick(opening).variant(error as usize, 5);
         }
         Op::Datagram {
             binding,
             len,
             remote,
         } => {
-            b.variant(10, OPS).pick(binding).u8(len).bool(remote);
+            b.variant(11, OPS).pick(binding).u8(len).bool(remote);
+        }
+        Op::KernelDrops { binding, count } => {
+            b.variant(12, OPS).pick(binding).u8(count);
         }
         Op::Transmitted { request, outcome } => {
-            b.variant(11, OPS).pick(request);
+            b.variant(13, OPS).pick(request);
             match outcome {
                 Ok(n) => b.bool(true).u8(n),
-                Err(e) => b.bool(false).variant(e as usize, 5),
+                Err(e) => b.bool(false).variant(e as usize, IO_FAILURES),
             };
         }
         Op::SocketError { binding, error } => {
-            b.variant(12, OPS).pick(binding).variant(error as usize, 5);
+            b.variant(14, OPS)
+                .pick(binding)
+                .variant(error as usize, IO_FAILURES);
         }
         Op::SubscriberGone(p) => {
-            b.variant(13, OPS).pick(p);
+            b.variant(15, OPS).pick(p);
         }
         Op::Credit { subscriber, credit } => {
-            b.variant(14, OPS).pick(subscriber).u8(credit);
+            b.variant(16, OPS).pick(subscriber).u8(credit);
         }
         Op::Wait { millis } => {
-            b.variant(15, OPS).u16(millis);
+            b.variant(17, OPS).u16(millis);
         }
         Op::WaitForTimeout => {
-            b.variant(16, OPS);
+            b.variant(18, OPS);
         }
         Op::Rewind { millis } => {
-            b.variant(17, OPS).u16(millis);
+            b.variant(19, OPS).u16(millis);
         }
     }
 }
@@ -273,6 +289,7 @@ fn main() {
         max_lease: 9,
         allow_remote: false,
         max_payload: 32,
+        ticket_lifetime: 2,
     };
     let roomy = Limits {
         max_bindings: 3,
@@ -284,6 +301,7 @@ fn main() {
         max_lease: 29,
         allow_remote: true,
         max_payload: 63,
+        ticket_lifetime: 5,
     };
     let p = Pick;
     let bind = |lease: Option<u8>, renew: bool| Op::Bind {
@@ -294,10 +312,7 @@ fn main() {
         renew_on_traffic: renew,
         reuse: None,
     };
-    let opened = Op::SocketOpened {
-        opening: p(0),
-        port: 40_001,
-    };
+    let opened = Op::SocketOpened(p(0));
     let dgram = |len: u8| Op::Datagram {
         binding: p(0),
         len,
@@ -307,6 +322,7 @@ fn main() {
         binding: p(0),
         resume_after: resume,
         idle_secs: idle,
+        ticket: None,
     };
 
     engine_seed(
@@ -503,14 +519,8 @@ fn main() {
                 renew_on_traffic: false,
                 reuse: None,
             },
-            Op::SocketOpened {
-                opening: p(0),
-                port: 0,
-            },
-            Op::SocketOpened {
-                opening: p(0),
-                port: 9,
-            },
+            Op::SocketOpened(p(0)),
+            Op::SocketOpened(p(0)),
         ],
     );
     engine_seed(
@@ -529,10 +539,7 @@ fn main() {
                 reuse: None,
             },
             Op::Shutdown,
-            Op::SocketOpened {
-                opening: p(0),
-                port: 40_002,
-            },
+            Op::SocketOpened(p(0)),
             Op::Transmitted {
                 request: p(0),
                 outcome: Ok(3),
@@ -581,6 +588,72 @@ fn main() {
             subscribe(None, Some(255)),
             dgram(2),
             Op::Wait { millis: u16::MAX },
+            Op::WaitForTimeout,
+        ],
+    );
+
+    engine_seed(
+        &engine,
+        "tickets-issued-used-and-refused",
+        small,
+        vec![
+            bind(None, false),
+            opened.clone(),
+            Op::IssueTicket(p(0)),
+            // The limit is one unused ticket per subscriber the binding may have.
+            Op::IssueTicket(p(0)),
+            Op::Subscribe {
+                binding: p(0),
+                resume_after: None,
+                idle_secs: None,
+                ticket: Some(p(0)),
+            },
+            // Used already, then one never issued, then one for no live binding.
+            Op::Subscribe {
+                binding: p(0),
+                resume_after: None,
+                idle_secs: None,
+                ticket: Some(p(0)),
+            },
+            Op::Subscribe {
+                binding: p(0),
+                resume_after: None,
+                idle_secs: None,
+                ticket: Some(p(255)),
+            },
+            Op::IssueTicket(p(255)),
+            Op::Wait { millis: 2500 },
+            Op::IssueTicket(p(0)),
+        ],
+    );
+    engine_seed(
+        &engine,
+        "kernel-drops-owed-to-every-stream",
+        roomy,
+        vec![
+            bind(None, false),
+            opened.clone(),
+            subscribe(None, None),
+            subscribe(None, None),
+            dgram(3),
+            Op::KernelDrops {
+                binding: p(0),
+                count: 4,
+            },
+            dgram(4),
+            Op::Credit {
+                subscriber: p(0),
+                credit: 3,
+            },
+            Op::KernelDrops {
+                binding: p(0),
+                count: 255,
+            },
+            Op::SubscriberGone(p(1)),
+            Op::Credit {
+                subscriber: p(0),
+                credit: 3,
+            },
             Op::WaitForTimeout,
         ],
     );

@@ -1,4 +1,4 @@
-//! cargo-fuzz entry point for the `encoders` target; the logic is in `porthole_fuzz::encoders`.
+//! cargo-fuzz entry point for the `encoders` target; the target is `porthole_core::sim::fuzz::encoders`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| porthole_fuzz::encoders::run(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| porthole_core::sim::fuzz::encoders::run(data));

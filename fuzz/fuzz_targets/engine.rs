@@ -1,4 +1,6 @@
-//! cargo-fuzz entry point for the `engine` target; the logic is in `porthole_fuzz::engine`.
+//! cargo-fuzz entry point for the `engine` target; the target is `porthole_core::sim::fuzz::engine`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| porthole_fuzz::engine::run(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    porthole_core::sim::fuzz::engine(data, std::time::Instant::now())
+});

@@ -16,7 +16,7 @@ use crate::ring::{Entry, Ring};
 use crate::{
     Action, BindError, BindingCounters, BindingError, BindingId, CloseReason, Command, Config,
     Counters, Engine, Event, Input, Lease, Reply, RequestId, SendError, SubscribeError,
-    SubscriberId, UnsubscribeError, WallClock,
+    SubscriberId, TicketError, UnsubscribeError, WallClock,
 };
 
 /// A broken invariant: the engine did something its contract forbids.
@@ -666,8 +666,10 @@ impl Checker {
             Input::KernelDrops { binding, count } => {
                 // A binding past its deadline is closed before the drops are looked at.
                 if let Some(b) = self.live.get_mut(binding).filter(|b| b.deadline > now) {
-                    self.tally.datagrams.dropped_kernel += count;
-                    b.tally.dropped_kernel += count;
+                    // A count from the runtime: saturate as the engine does.
+                    let kernel = &mut self.tally.datagrams.dropped_kernel;
+                    *kernel = kernel.saturating_add(*count);
+                    b.tally.dropped_kernel = b.tally.dropped_kernel.saturating_add(*count);
                     for id in &b.subscribers {
                         if let Some(s) = self.subscribers.get_mut(id) {
                             s.unnumbered_missed = s.unnumbered_missed.saturating_add(*count);
@@ -1291,6 +1293,36 @@ impl Checker {
             (Command::Shutdown, Reply::Shutdown) => {
                 self.shut_down = true;
                 Ok(())
+            }
+            (Command::IssueTicket { binding }, Reply::Ticket(result)) => {
+                let live = self.live.contains_key(binding);
+                let lifetime = self.config.ticket_lifetime;
+                match result {
+                    Ok(t) if live => {
+                        if t.binding == *binding
+                            && t.lifetime == lifetime
+                            && t.expires_at == self.wall.at(now + lifetime)
+                        {
+                            Ok(())
+                        } else {
+                            Err(wrong("a ticket for another binding or lifetime"))
+                        }
+                    }
+                    Ok(_) => Err(self.liveness(request, *binding, true)),
+                    Err(TicketError::NotFound) if live => {
+                        Err(self.liveness(request, *binding, false))
+                    }
+                    Err(TicketError::NotFound) => Ok(()),
+                    // Unused tickets are not modelled; the limit is the subscriber limit.
+                    Err(TicketError::TooManyTickets { max })
+                        if live && *max == self.config.max_subscribers_per_binding =>
+                    {
+                        Ok(())
+                    }
+                    Err(TicketError::TooManyTickets { .. }) => Err(wrong(
+                        "too many tickets, with another limit or for a binding not live",
+                    )),
+                }
             }
             _ => Err(wrong(reply_name(reply))),
         }

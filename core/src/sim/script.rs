@@ -1,43 +1,50 @@
-//! The `engine` target: arbitrary sequences of commands, I/O outcomes and time
-//! steps fed to an [`Engine`] with small limits, checked after every step.
+//! Scripted runs: an explicit list of operations, instead of seeded clients,
+//! played against an engine with small limits and checked at every step.
 //!
-//! The input decodes (with `arbitrary`) into [`Limits`] and a list of [`Op`]s.
-//! Ops name bindings, subscribers and requests by index into the ones the run
-//! has seen so far (live, opening or already gone), rather than by random id,
-//! so short inputs reach deep states: full rings, spent credit, leases expiring
-//! with subscribers attached, outcomes that race a close, reused request ids.
+//! A [`Script`] is [`Limits`] and a list of [`Op`]s. It decodes from any bytes
+//! (with `arbitrary`), which is what the `engine` fuzz target and the stable
+//! replay of its corpus (`core/tests/fuzz_corpus.rs`) both call: one decoder,
+//! one runner. Ops name bindings, subscribers, tickets and requests by index
+//! into the ones the run has seen so far (live, opening or already gone),
+//! rather than by random id, so short scripts reach deep states: full rings,
+//! spent credit, leases expiring with subscribers attached, outcomes that race
+//! a close, reused request ids and tickets.
 //!
-//! Every input and action goes through porthole-core's [`Checker`] (the same
-//! invariants as the simulation and the model test: no delivery after close,
-//! every socket closed exactly once, leases end exactly at their deadline, every
-//! datagram delivered or counted, one reply per command, credit respected). A
-//! simulated runtime adds what it relies on when it acts: it is never asked to
-//! open or send where the policy forbids, and waking at `poll_timeout` is never
-//! late for a lease. At the end it shuts the engine down, reports every
-//! outstanding outcome and checks that nothing is left. The whole run is then
-//! repeated and must produce the same actions, byte for byte.
+//! The run uses the simulation's parts: every input goes through
+//! [`Checker::step`], sockets live on the simulated host (port 0 gets an
+//! ephemeral port, a taken port is `AddrInUse`), time is a [`SimClock`] and
+//! everything is recorded in a [`Trace`]. Unlike [`Simulation`](super::Simulation),
+//! nothing is random and every outcome is the script's choice, including the
+//! ones a correct runtime never reports (outcomes for sockets or transmits the
+//! engine did not ask for, a `now` in the past). On top of the checker it
+//! checks what a runtime relies on: it is never asked to open or send where the
+//! policy forbids, the getters agree with the sockets, and waking at
+//! `poll_timeout` is never late for a lease. At the end it shuts the engine
+//! down, reports every outstanding outcome and checks that nothing is left.
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use arbitrary::{Arbitrary, Unstructured};
 use bytes::Bytes;
-use porthole_core::sim::{Checker, Violation};
-use porthole_core::{
+
+use super::host::Host;
+use super::{Checker, Record, SimClock, Trace};
+use crate::{
     Action, BindParams, BindingId, Command, Config, Engine, Input, Lease, OpenError, ReceiveError,
-    Reply, RequestId, Seq, SubscribeParams, SubscriberId, TransmitError, WallClock,
+    Reply, RequestId, Seq, SubscribeParams, SubscriberId, Ticket, TransmitError, WallClock,
 };
 
-/// Most ops run from one input: enough for deep states, few enough to stay fast.
-const MAX_OPS: usize = 512;
+/// Most ops decoded from one input: enough for deep states, few enough to stay fast.
+pub const MAX_OPS: usize = 512;
 
 /// Engine limits for one run, kept small so every limit is hit.
-#[derive(Debug, Clone, Copy, Arbitrary)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Arbitrary)]
 pub struct Limits {
     /// `max_bindings`: 1 + this % 4.
     pub max_bindings: u8,
-    /// `max_subscribers_per_binding`: 1 + this % 3.
+    /// `max_subscribers_per_binding` (and so the unused tickets a binding may
+    /// hold): 1 + this % 3.
     pub max_subscribers: u8,
     /// `ring_datagrams`: 1 + this % 6.
     pub ring_datagrams: u8,
@@ -47,12 +54,14 @@ pub struct Limits {
     pub window: u8,
     /// `default_lease`: 1 + this % 10 seconds.
     pub default_lease: u8,
-    /// `max_lease`: 1 + this % 60 seconds.
+    /// `max_lease`: 10 + this % 60 seconds.
     pub max_lease: u8,
     /// `allow_remote`.
     pub allow_remote: bool,
     /// `max_payload`: this % 64 bytes.
     pub max_payload: u8,
+    /// `ticket_lifetime`: 1 + this % 8 seconds.
+    pub ticket_lifetime: u8,
 }
 
 impl Limits {
@@ -71,13 +80,14 @@ impl Limits {
             max_payload: usize::from(self.max_payload % 64),
             // Small enough that a few bindings reach it: exercises memory drops.
             max_buffered_bytes: usize::from(self.ring_bytes) * 2 + 1,
+            ticket_lifetime: Duration::from_secs(u64::from(self.ticket_lifetime % 8) + 1),
             ..Config::default()
         }
     }
 }
 
 /// A bind address a client might ask for.
-#[derive(Debug, Clone, Copy, Arbitrary)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Arbitrary)]
 #[allow(missing_docs)]
 pub enum BindAddr {
     Loopback4,
@@ -106,7 +116,7 @@ impl BindAddr {
 }
 
 /// A destination a client might send to (nothing is ever sent: the runtime is simulated).
-#[derive(Debug, Clone, Copy, Arbitrary)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Arbitrary)]
 #[allow(missing_docs)]
 pub enum Dest {
     Loopback4,
@@ -141,8 +151,8 @@ impl Dest {
     }
 }
 
-/// Why a socket failed to open (mirrors [`OpenError`]).
-#[derive(Debug, Clone, Copy, Arbitrary)]
+/// Why a socket failed to open (each [`OpenError`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Arbitrary)]
 #[allow(missing_docs)]
 pub enum OpenFailure {
     AddrInUse,
@@ -164,12 +174,13 @@ impl From<OpenFailure> for OpenError {
     }
 }
 
-/// Why a transmit or receive failed (mirrors [`TransmitError`] and [`ReceiveError`]).
-#[derive(Debug, Clone, Copy, Arbitrary)]
+/// Why a transmit or receive failed (each [`TransmitError`] and [`ReceiveError`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Arbitrary)]
 #[allow(missing_docs)]
 pub enum IoFailure {
     ConnectionRefused,
     Unreachable,
+    NoRoute,
     NoBuffers,
     PermissionDenied,
     Other,
@@ -179,7 +190,7 @@ impl From<IoFailure> for ReceiveError {
     fn from(f: IoFailure) -> Self {
         match f {
             IoFailure::ConnectionRefused => ReceiveError::ConnectionRefused,
-            IoFailure::Unreachable => ReceiveError::Unreachable,
+            IoFailure::Unreachable | IoFailure::NoRoute => ReceiveError::Unreachable,
             IoFailure::NoBuffers => ReceiveError::Other(std::io::ErrorKind::WouldBlock),
             IoFailure::PermissionDenied => {
                 ReceiveError::Other(std::io::ErrorKind::PermissionDenied)
@@ -194,6 +205,7 @@ impl From<IoFailure> for TransmitError {
         match f {
             IoFailure::ConnectionRefused => TransmitError::ConnectionRefused,
             IoFailure::Unreachable => TransmitError::Unreachable,
+            IoFailure::NoRoute => TransmitError::NoRoute,
             IoFailure::NoBuffers => TransmitError::NoBuffers,
             IoFailure::PermissionDenied => TransmitError::PermissionDenied,
             IoFailure::Other => TransmitError::Other(std::io::ErrorKind::Other),
@@ -203,7 +215,7 @@ impl From<IoFailure> for TransmitError {
 
 /// An index into the things of one kind the run has seen (modulo their number);
 /// 255 names one that never existed.
-#[derive(Debug, Clone, Copy, Arbitrary)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Arbitrary)]
 pub struct Pick(pub u8);
 
 impl Pick {
@@ -215,8 +227,8 @@ impl Pick {
     }
 }
 
-/// One step of a run.
-#[derive(Debug, Clone, Arbitrary)]
+/// One step of a script.
+#[derive(Debug, Clone, PartialEq, Eq, Arbitrary)]
 pub enum Op {
     /// `Command::Bind`. `reuse` re-sends a request id still in flight.
     Bind {
@@ -261,20 +273,21 @@ pub enum Op {
         resume_after: Option<u8>,
         /// `idle_for`, seconds (255: `u64::MAX`).
         idle_secs: Option<u8>,
+        /// A ticket issued in this run (maybe used, expired or for another
+        /// binding), or with 255 one never issued.
+        ticket: Option<Pick>,
     },
     /// `Command::Unsubscribe`.
     Unsubscribe(Pick),
+    /// `Command::IssueTicket`.
+    IssueTicket(Pick),
     /// `Command::Status`.
     Status,
     /// `Command::Shutdown`.
     Shutdown,
-    /// The runtime opened a socket it was asked for (or one it was not).
-    SocketOpened {
-        /// Which requested socket.
-        opening: Pick,
-        /// Port the OS chose if the bind asked for 0.
-        port: u16,
-    },
+    /// The runtime opens a socket it was asked for, on the simulated host (a
+    /// taken port fails), or reports one it was not asked for as opened.
+    SocketOpened(Pick),
     /// The runtime failed to open a socket.
     SocketFailed {
         /// Which requested socket.
@@ -290,6 +303,13 @@ pub enum Op {
         len: u8,
         /// From a remote peer rather than loopback.
         remote: bool,
+    },
+    /// The kernel reports datagrams it dropped on a binding's socket.
+    KernelDrops {
+        /// Binding.
+        binding: Pick,
+        /// Datagrams dropped (255: `u64::MAX`).
+        count: u8,
     },
     /// The runtime's outcome for a transmit.
     Transmitted {
@@ -314,22 +334,22 @@ pub enum Op {
         /// Credit returned.
         credit: u8,
     },
-    /// Time passes by `millis`, then `handle_timeout`.
+    /// Time passes by `millis`, then `Input::Timeout`.
     Wait {
         /// Milliseconds.
         millis: u16,
     },
-    /// Time jumps to the engine's next deadline exactly, then `handle_timeout`.
+    /// Time jumps to the engine's next deadline exactly, then `Input::Timeout`.
     WaitForTimeout,
-    /// `handle_timeout` with a time earlier than the engine's (it must clamp).
+    /// `Input::Timeout` with a time earlier than the engine's (it must clamp).
     Rewind {
         /// Milliseconds back.
         millis: u16,
     },
 }
 
-/// A complete fuzz input.
-#[derive(Debug, Clone)]
+/// A complete scripted run: the engine's limits and the ops, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Script {
     /// The engine's limits.
     pub limits: Limits,
@@ -338,101 +358,98 @@ pub struct Script {
 }
 
 impl Script {
-    /// Decodes as many ops as the data holds (at most [`MAX_OPS`]).
-    pub fn decode(data: &[u8]) -> arbitrary::Result<Self> {
+    /// Decodes the limits and as many ops as `data` holds (at most
+    /// [`MAX_OPS`]); `None` if it is too short for the limits. Any bytes
+    /// decode: this is the fuzz input format.
+    pub fn decode(data: &[u8]) -> Option<Self> {
         let mut u = Unstructured::new(data);
-        let limits = Limits::arbitrary(&mut u)?;
+        let limits = Limits::arbitrary(&mut u).ok()?;
         let mut ops = Vec::new();
         while !u.is_empty() && ops.len() < MAX_OPS {
-            ops.push(Op::arbitrary(&mut u)?);
+            match Op::arbitrary(&mut u) {
+                Ok(op) => ops.push(op),
+                Err(_) => break,
+            }
         }
-        Ok(Script { limits, ops })
+        Some(Script { limits, ops })
+    }
+
+    /// Runs the script from `epoch`, checking every step, and returns the
+    /// trace of every input and action (times are offsets from `epoch` and
+    /// timestamps use a fixed anchor, so the trace does not depend on it).
+    ///
+    /// # Panics
+    ///
+    /// At the first broken invariant, with the [`Violation`](super::Violation) (or the runtime
+    /// check that failed) and the trace's last records: this is a test
+    /// harness, and panicking is how a fuzz target reports.
+    pub fn run(&self, epoch: Instant) -> Trace {
+        let mut run = Run::new(self.limits.config(), epoch);
+        for op in &self.ops {
+            run.op(op);
+        }
+        run.finish();
+        run.trace
     }
 }
 
-/// Runs one input twice and checks both runs produce the same actions.
-pub fn run(data: &[u8]) {
-    let Ok(script) = Script::decode(data) else {
-        return;
-    };
-    let first = execute(&script);
-    let second = execute(&script);
-    assert!(first == second, "same inputs, different actions");
-}
-
-/// Runs a script to completion, checking every step; returns every action.
-pub fn execute(script: &Script) -> Vec<Action> {
-    let mut rt = Runtime::new(script.limits.config());
-    for op in &script.ops {
-        rt.step(op);
-    }
-    rt.finish();
-    rt.trace
-}
-
-/// A socket the engine asked for and the runtime has not reported on yet.
+/// A socket the engine asked for and the script has not reported on yet.
 #[derive(Debug, Clone, Copy)]
 struct Opening {
     binding: BindingId,
     addr: SocketAddr,
-    /// The bind command it answers (a client may reuse its id while it is in flight).
-    request: RequestId,
 }
 
-/// A simulated runtime: carries out actions in its books only, and has every
-/// input and action checked by [`Checker`] (the engine's contract) and by its own
-/// runtime-side checks (what it relies on when it acts).
-struct Runtime {
+/// What the script's ops refer to, and the simulated host they act on.
+struct Run {
     engine: Engine,
     checker: Checker,
     config: Config,
-    now: Instant,
+    clock: SimClock,
+    host: Host,
+    trace: Trace,
     /// Every binding id the engine ever asked to open, in order.
     ids: Vec<BindingId>,
-    /// Sockets asked for and not reported.
-    opening: Vec<Opening>,
-    /// Sockets reported opened and not closed, with their local address.
-    open: BTreeMap<BindingId, SocketAddr>,
+    /// Sockets asked for and not reported, with the bind request each answers
+    /// (a client may reuse its id while it is in flight).
+    opening: Vec<(Opening, RequestId)>,
     /// Transmits asked for and not reported: request and payload length.
     transmits: Vec<(RequestId, usize)>,
     /// Every request id used, in order (outcomes for stale ones are fed too).
     requests: Vec<RequestId>,
     /// Every subscriber id the engine handed out.
     subscribers: Vec<SubscriberId>,
-    /// The request of the command being fed, if the input is one.
-    current: Option<RequestId>,
+    /// Every ticket the engine issued.
+    tickets: Vec<Ticket>,
     next_request: u64,
-    /// Every action, for the determinism check.
-    trace: Vec<Action>,
 }
 
-/// The wall-clock anchor: a fixed date, so every run shows the same timestamps.
-fn anchor(now: Instant) -> WallClock {
-    WallClock::new(now, UNIX_EPOCH + Duration::from_secs(1_700_000_000))
-}
+/// Enough descriptors that only the script's own `SocketFailed` runs out of them.
+const FD_LIMIT: usize = 64;
 
-impl Runtime {
-    fn new(config: Config) -> Self {
-        let now = Instant::now();
-        let engine = Engine::new(config.clone(), [7; 32], anchor(now))
-            .expect("fuzz limits are a valid config");
+impl Run {
+    fn new(config: Config, epoch: Instant) -> Self {
+        let wall = WallClock::new(epoch, UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+        let engine = Engine::new(config.clone(), [7; 32], wall)
+            .unwrap_or_else(|e| panic!("script limits make an invalid config: {e}"));
         let mut checker = Checker::new(&engine);
-        // Fuzz input feeds datagrams at will, paused or not.
+        // Ops feed datagrams at will, paused or not: beyond what a runtime
+        // that obeys PauseReads feeds (the simulation covers that one).
         checker.allow_reads_while_paused();
-        Runtime {
-            engine,
+        Run {
             checker,
+            engine,
             config,
-            now,
+            clock: SimClock::new(epoch),
+            host: Host::new(FD_LIMIT),
+            trace: Trace::new(),
             ids: Vec::new(),
             opening: Vec::new(),
-            open: BTreeMap::new(),
             transmits: Vec::new(),
             requests: Vec::new(),
             subscribers: Vec::new(),
-            current: None,
+            tickets: Vec::new(),
             next_request: 1,
-            trace: Vec::new(),
         }
     }
 
@@ -448,7 +465,7 @@ impl Runtime {
 
     /// A fresh request id, or (when asked and possible) one still waiting for an outcome.
     fn request(&mut self, reuse: Option<Pick>) -> RequestId {
-        let waiting: Vec<RequestId> = (self.opening.iter().map(|o| o.request))
+        let waiting: Vec<RequestId> = (self.opening.iter().map(|&(_, r)| r))
             .chain(self.transmits.iter().map(|&(r, _)| r))
             .collect();
         if let Some(id) = reuse.and_then(|p| p.from(&waiting)) {
@@ -462,36 +479,40 @@ impl Runtime {
 
     fn command(&mut self, reuse: Option<Pick>, command: Command) {
         let request = self.request(reuse);
-        self.current = Some(request);
         self.feed(Input::Command { request, command });
-        self.current = None;
     }
 
-    /// Feeds one input through the checker, carries out and checks every action.
+    /// One step at the clock's time.
     fn feed(&mut self, input: Input) {
-        let now = self.now;
-        let checked = self.checker.on_input(&input, now);
-        self.violated(checked);
-        self.engine.handle_input(input, now);
-        while let Some(action) = self.engine.poll_action() {
-            let checked = self.checker.on_action(&action);
-            self.violated(checked);
-            self.carry_out(&action);
-            self.trace.push(action);
-        }
-        let checked = self.checker.on_drained(&self.engine);
-        self.violated(checked);
-        self.check_state();
+        let now = self.clock.now();
+        self.feed_at(input, now);
     }
 
-    fn violated(&self, checked: Result<(), Violation>) {
-        if let Err(v) = checked {
-            let tail = self.trace.len().saturating_sub(12);
-            panic!("{v}\nlast actions: {:#?}", &self.trace[tail..]);
+    /// One step: the checker feeds the input and checks every action, then the
+    /// runtime carries them out and checks what it relies on.
+    fn feed_at(&mut self, input: Input, now: Instant) {
+        let request = match &input {
+            Input::Command { request, .. } => Some(*request),
+            _ => None,
+        };
+        self.trace.push(Record::Input {
+            at: self.clock.elapsed(),
+            input: input.clone(),
+        });
+        let actions = self.checker.step(&mut self.engine, input, now);
+        let actions = actions.unwrap_or_else(|v| self.violated(&v));
+        for action in actions {
+            self.carry_out(&action, request);
+            self.trace.push(Record::Action(action));
         }
+        self.check_getters();
     }
 
-    fn step(&mut self, op: &Op) {
+    fn violated(&self, violation: &dyn std::fmt::Display) -> ! {
+        panic!("{violation}\nlast records:\n{}", self.trace.tail(16));
+    }
+
+    fn op(&mut self, op: &Op) {
         match *op {
             Op::Bind {
                 addr,
@@ -540,12 +561,13 @@ impl Runtime {
                 binding,
                 resume_after,
                 idle_secs,
+                ticket,
             } => {
                 let params = SubscribeParams {
                     binding: self.binding(binding),
                     resume_after: resume_after.map(|s| Seq(wide(s))),
                     idle_timeout: idle_secs.map(|s| Duration::from_secs(wide(s))),
-                    ticket: None,
+                    ticket: ticket.map(|p| p.from(&self.tickets).unwrap_or_else(never_issued)),
                 };
                 self.command(None, Command::Subscribe(params));
             }
@@ -553,26 +575,27 @@ impl Runtime {
                 let subscriber = self.subscriber(pick);
                 self.command(None, Command::Unsubscribe { subscriber });
             }
+            Op::IssueTicket(pick) => {
+                let binding = self.binding(pick);
+                self.command(None, Command::IssueTicket { binding });
+            }
             Op::Status => self.command(None, Command::Status),
             Op::Shutdown => self.command(None, Command::Shutdown),
-            Op::SocketOpened { opening, port } => {
-                let input = match self.take_opening(opening) {
-                    Some(o) => {
-                        let port = if o.addr.port() == 0 {
-                            port.max(1)
-                        } else {
-                            o.addr.port()
-                        };
-                        let local_addr = SocketAddr::new(o.addr.ip(), port);
-                        self.open.insert(o.binding, local_addr);
-                        Input::SocketOpened {
+            Op::SocketOpened(pick) => {
+                let input = match self.take_opening(pick) {
+                    Some(o) => match self.host.open(o.binding, o.addr) {
+                        Ok(local_addr) => Input::SocketOpened {
                             binding: o.binding,
                             local_addr,
-                        }
-                    }
+                        },
+                        Err(error) => Input::SocketFailed {
+                            binding: o.binding,
+                            error,
+                        },
+                    },
                     // An outcome for a socket the engine did not ask for (a runtime bug): ignored.
                     None => Input::SocketOpened {
-                        binding: self.binding(opening),
+                        binding: self.binding(pick),
                         local_addr: SocketAddr::from(([127, 0, 0, 1], 1)),
                     },
                 };
@@ -601,6 +624,11 @@ impl Runtime {
                     src,
                     payload: payload(usize::from(len % 48), len),
                 });
+            }
+            Op::KernelDrops { binding, count } => {
+                let binding = self.binding(binding);
+                let count = wide(count);
+                self.feed(Input::KernelDrops { binding, count });
             }
             Op::Transmitted { request, outcome } => {
                 let waiting: Vec<RequestId> = self.transmits.iter().map(|&(r, _)| r).collect();
@@ -631,23 +659,23 @@ impl Runtime {
                 self.feed(Input::Credit { subscriber, credit });
             }
             Op::Wait { millis } => {
-                self.now += Duration::from_millis(u64::from(millis));
+                let later = self.clock.elapsed() + Duration::from_millis(u64::from(millis));
+                self.clock.advance_to(later);
                 self.feed(Input::Timeout);
             }
             Op::WaitForTimeout => {
                 if let Some(at) = self.engine.poll_timeout() {
-                    self.now = self.now.max(at);
+                    self.clock.advance_to(self.clock.offset(at));
                 }
                 self.feed(Input::Timeout);
             }
             Op::Rewind { millis } => {
                 // A late report stamped before the engine's time: the engine clamps it.
-                let now = self.now;
-                self.now = now
+                let now = self.clock.now();
+                let earlier = now
                     .checked_sub(Duration::from_millis(u64::from(millis)))
                     .unwrap_or(now);
-                self.feed(Input::Timeout);
-                self.now = now;
+                self.feed_at(Input::Timeout, earlier);
             }
         }
     }
@@ -658,28 +686,30 @@ impl Runtime {
             return None;
         }
         let i = usize::from(pick.0) % self.opening.len();
-        Some(self.opening.remove(i))
+        Some(self.opening.remove(i).0)
     }
 
-    /// Carries out one action in the runtime's books, checking what the runtime
-    /// relies on: it never opens or sends where the policy forbids.
-    fn carry_out(&mut self, action: &Action) {
+    /// Carries out one action on the simulated host, checking what a runtime
+    /// relies on: it is never asked to open or send where the policy forbids.
+    fn carry_out(&mut self, action: &Action, request: Option<RequestId>) {
         match action {
             Action::OpenSocket { binding, addr } => {
-                assert!(
-                    self.config.allow_remote || addr.ip().to_canonical().is_loopback(),
-                    "asked to open non-loopback {addr} on a loopback-only server"
-                );
-                let request = self.current.expect("OpenSocket answers a bind command");
+                if !self.config.allow_remote && !addr.ip().to_canonical().is_loopback() {
+                    self.violated(&format!(
+                        "asked to open non-loopback {addr} on a loopback-only server"
+                    ));
+                }
+                // The checker has made sure a bind command asked for it.
+                let request = request.unwrap_or(RequestId(0));
                 self.ids.push(*binding);
-                self.opening.push(Opening {
+                let opening = Opening {
                     binding: *binding,
                     addr: *addr,
-                    request,
-                });
+                };
+                self.opening.push((opening, request));
             }
             Action::CloseSocket { binding } => {
-                self.open.remove(binding);
+                self.host.close(*binding);
             }
             Action::Transmit {
                 request,
@@ -687,35 +717,19 @@ impl Runtime {
                 dest,
                 payload,
             } => {
-                let local = self.open.get(binding).copied();
-                let local = local.unwrap_or_else(|| panic!("transmit on {binding}, not open"));
-                let ip = dest.ip().to_canonical();
-                assert!(
-                    dest.port() != 0
-                        && !ip.is_unspecified()
-                        && !ip.is_multicast()
-                        && ip != IpAddr::V4(Ipv4Addr::BROADCAST),
-                    "asked to send to forbidden {dest}"
-                );
-                assert_eq!(
-                    local.is_ipv4(),
-                    dest.is_ipv4(),
-                    "{local} cannot reach {dest}"
-                );
-                assert!(
-                    self.config.allow_remote || ip.is_loopback(),
-                    "asked to send to non-loopback {dest} on a loopback-only server"
-                );
-                assert!(
-                    payload.len() <= self.config.max_payload,
-                    "payload over the limit"
-                );
+                if let Some(problem) = self.forbidden_transmit(*binding, *dest, payload.len()) {
+                    self.violated(&format!("transmit to {dest} on {binding}: {problem}"));
+                }
                 self.transmits.push((*request, payload.len()));
             }
             Action::Reply {
                 reply: Reply::Subscribe(Ok(id)),
                 ..
             } => self.subscribers.push(*id),
+            Action::Reply {
+                reply: Reply::Ticket(Ok(issued)),
+                ..
+            } => self.tickets.push(issued.ticket),
             Action::Deliver { .. }
             | Action::EndStream { .. }
             | Action::Reply { .. }
@@ -724,74 +738,101 @@ impl Runtime {
         }
     }
 
+    /// Why the runtime must not carry out this transmit, if it must not.
+    fn forbidden_transmit(&self, binding: BindingId, dest: SocketAddr, len: usize) -> Option<&str> {
+        let ip = dest.ip().to_canonical();
+        let Some(local) = self.host.addr_of(binding) else {
+            return Some("the socket is not open");
+        };
+        if dest.port() == 0
+            || ip.is_unspecified()
+            || ip.is_multicast()
+            || ip == IpAddr::V4(Ipv4Addr::BROADCAST)
+        {
+            Some("never a valid destination")
+        } else if local.is_ipv4() != dest.is_ipv4() {
+            Some("another address family than the socket's")
+        } else if !self.config.allow_remote && !ip.is_loopback() {
+            Some("non-loopback on a loopback-only server")
+        } else if len > self.config.max_payload {
+            Some("payload over the limit")
+        } else {
+            None
+        }
+    }
+
     /// Checks, between steps, what the runtime relies on beyond the checker:
-    /// waking at `poll_timeout` is never late for a lease, and the getters agree.
-    fn check_state(&self) {
+    /// the getters agree with the host's sockets, and waking at `poll_timeout`
+    /// is never late for a lease.
+    fn check_getters(&self) {
         let e = &self.engine;
-        assert_eq!(
-            e.opening_count(),
-            self.opening.len(),
-            "sockets being opened"
-        );
+        let fail = |what: &str| self.violated(&what);
+        if e.opening_count() != self.opening.len() {
+            fail("sockets being opened: the engine and the runtime disagree");
+        }
         let all = e.bindings();
-        assert_eq!(
-            all.len(),
-            self.open.len(),
-            "live bindings are the open sockets"
-        );
-        for pair in all.windows(2) {
-            assert!(
-                pair[0].created_at <= pair[1].created_at,
-                "bindings not oldest first"
-            );
+        if all
+            .windows(2)
+            .any(|pair| pair[0].created_at > pair[1].created_at)
+        {
+            fail("bindings not listed oldest first");
         }
         for info in &all {
-            assert_eq!(self.open.get(&info.id), Some(&info.local_addr));
-            assert_eq!(e.binding(&info.id).as_ref(), Some(info), "getters disagree");
+            if self.host.addr_of(info.id) != Some(info.local_addr) {
+                fail("a live binding's address is not its open socket's");
+            }
+            if e.binding(&info.id).as_ref() != Some(info) {
+                fail("bindings() and binding() disagree");
+            }
         }
         if let Some(deadline) = all.iter().map(|b| b.expires_at).min() {
-            let wake = e.poll_timeout().expect("live bindings, but no timeout");
-            assert!(
-                e.wall_time(wake) <= deadline,
-                "wakes after a lease deadline"
-            );
+            match e.poll_timeout() {
+                Some(wake) if e.wall_time(wake) <= deadline => {}
+                Some(_) => fail("poll_timeout wakes after a lease deadline"),
+                None => fail("live bindings, but no poll_timeout"),
+            }
         }
     }
 
     /// Shuts down, reports every outstanding outcome, and checks that everything
     /// was answered and closed exactly once.
     fn finish(&mut self) {
-        self.step(&Op::Shutdown);
+        self.op(&Op::Shutdown);
         let mut fail = false;
         while !self.opening.is_empty() {
             // Alternate the two outcomes a runtime can report for a cancelled bind.
             fail = !fail;
-            self.step(&if fail {
+            self.op(&if fail {
                 Op::SocketFailed {
                     opening: Pick(0),
                     error: OpenFailure::AddrInUse,
                 }
             } else {
-                Op::SocketOpened {
-                    opening: Pick(0),
-                    port: 1,
-                }
+                Op::SocketOpened(Pick(0))
             });
         }
-        while let Some(&(request, len)) = self.transmits.first() {
-            self.transmits.remove(0);
+        while !self.transmits.is_empty() {
+            let (request, len) = self.transmits.remove(0);
             let outcome = Ok(len);
             self.feed(Input::Transmitted { request, outcome });
         }
-        let checked = self.checker.finish(&self.engine);
-        self.violated(checked);
-        assert!(self.open.is_empty(), "sockets never closed");
-        assert_eq!(self.engine.subscriber_count(), 0, "streams never ended");
-        assert_eq!(
-            self.engine.poll_timeout(),
-            None,
-            "a timer outlived everything"
-        );
+        if let Err(v) = self.checker.finish(&self.engine) {
+            self.violated(&v);
+        }
+        if self.engine.subscriber_count() != 0 {
+            self.violated(&"streams never ended");
+        }
+        if self.engine.poll_timeout().is_some() {
+            self.violated(&"a timer outlived everything");
+        }
+    }
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Run")
+            .field("steps", &self.checker.steps())
+            .finish_non_exhaustive()
     }
 }
 
@@ -815,5 +856,86 @@ fn never_bound() -> BindingId {
     let mut bytes = [0; 16];
     bytes[6] = 0x40;
     bytes[8] = 0x80;
-    BindingId::from_bytes(bytes).expect("v4 version and variant bits are set")
+    BindingId::from_bytes(bytes).unwrap_or_else(|| unreachable!("v4 version and variant bits"))
+}
+
+/// A ticket no engine issued (all zero bits).
+fn never_issued() -> Ticket {
+    "00000000000000000000000000000000"
+        .parse()
+        .unwrap_or_else(|_| unreachable!("32 hex digits are a ticket"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_script_decodes_from_any_bytes_and_runs_the_same_twice() {
+        for data in [
+            &[][..],
+            &[0; 9],
+            &[0xff; 64],
+            b"any bytes at all, decoded as ops",
+        ] {
+            super::super::fuzz::engine(data, Instant::now());
+        }
+    }
+
+    #[test]
+    fn a_lease_expiring_under_a_subscriber_with_a_ticket_is_checked() {
+        let script = Script {
+            limits: Limits {
+                max_bindings: 0,
+                max_subscribers: 1,
+                ring_datagrams: 1,
+                ring_bytes: 100,
+                window: 0,
+                default_lease: 1,
+                max_lease: 0,
+                allow_remote: false,
+                max_payload: 63,
+                ticket_lifetime: 3,
+            },
+            ops: vec![
+                Op::Bind {
+                    addr: BindAddr::Loopback4,
+                    fixed_port: false,
+                    lease_secs: None,
+                    allow_remote: false,
+                    renew_on_traffic: false,
+                    reuse: None,
+                },
+                Op::SocketOpened(Pick(0)),
+                Op::IssueTicket(Pick(0)),
+                Op::Subscribe {
+                    binding: Pick(0),
+                    resume_after: None,
+                    idle_secs: None,
+                    ticket: Some(Pick(0)),
+                },
+                Op::Datagram {
+                    binding: Pick(0),
+                    len: 5,
+                    remote: false,
+                },
+                Op::KernelDrops {
+                    binding: Pick(0),
+                    count: 2,
+                },
+                // The datagram took the window of 1; writing it frees room for the notice.
+                Op::Credit {
+                    subscriber: Pick(0),
+                    credit: 1,
+                },
+                Op::WaitForTimeout,
+            ],
+        };
+        let trace = script.run(Instant::now());
+        let text = trace.to_string();
+        assert!(text.contains("Ticket(Ok("), "{text}");
+        assert!(text.contains("Subscribe(Ok("), "{text}");
+        assert!(text.contains("Lagged { missed: 2 }"), "{text}");
+        assert!(text.contains("reason: Expired"), "{text}");
+    }
 }

@@ -9,12 +9,12 @@
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::api::{self, ErrorCode, JsonResponse};
+use crate::{BindingId, CloseReason, Datagram, Event, Seq};
 use arbitrary::{Arbitrary, Unstructured};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use bytes::Bytes;
-use porthole_core::api::{self, ErrorCode, JsonResponse};
-use porthole_core::{BindingId, CloseReason, Datagram, Event, Seq};
 
 /// One value to encode.
 #[derive(Debug, Arbitrary)]

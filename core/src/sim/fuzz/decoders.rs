@@ -9,17 +9,17 @@
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
-use bytes::Bytes;
-use porthole_core::api::ws::{decode_ws_send, encode_ws_send};
-use porthole_core::api::{
+use crate::api::ws::{decode_ws_send, encode_ws_send};
+use crate::api::{
     self, decode_bind, decode_heartbeat, decode_send, decode_send_body, parse_binding_id,
     parse_destination, parse_last_event_id, parse_recv_query, ApiError, RequestError, SendBody,
     MAX_BATCH_DATAGRAMS,
 };
-use porthole_core::net::Network;
-use porthole_core::{BindingId, Seq};
+use crate::net::Network;
+use crate::{BindingId, Seq};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use bytes::Bytes;
 
 /// Which decoder an input is for (its first byte, modulo the count).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
