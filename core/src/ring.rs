@@ -1,10 +1,12 @@
 //! The bounded replay ring of a binding: its latest datagrams, by count and
 //! by bytes, numbered by consecutive sequence numbers.
 //!
-//! One implementation serves the engine and the simulation's checker (its
-//! reference model keeps a ring of its own, fed from the inputs it observes,
-//! through this same type; see `sim::checker` for why that keeps it an
-//! independent check). The eviction rule itself is pinned by the tests here.
+//! One implementation serves the engine and the reference models: the
+//! simulation's checker and the state-machine model test keep rings of their
+//! own, fed from the inputs they observe, through this same type (re-exported
+//! as `sim::Ring` and `sim::RingEntry`; see `sim::checker` for why that keeps
+//! them independent checks). The eviction rule itself is pinned by the tests
+//! here.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -13,27 +15,36 @@ use std::time::SystemTime;
 use bytes::Bytes;
 
 /// A datagram held in the replay ring.
-#[derive(Debug)]
-pub(crate) struct Entry {
-    pub(crate) src: SocketAddr,
-    pub(crate) payload: Bytes,
-    pub(crate) received_at: SystemTime,
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// Its sender.
+    pub src: SocketAddr,
+    /// Its bytes.
+    pub payload: Bytes,
+    /// When it was received, on the engine's wall clock.
+    pub received_at: SystemTime,
     /// Delivered to at least one subscriber.
-    pub(crate) delivered: bool,
+    pub delivered: bool,
 }
 
 /// The bounded replay ring: the latest datagrams, by count and by bytes.
-#[derive(Debug)]
-pub(crate) struct Ring {
+#[derive(Clone, Debug)]
+pub struct Ring {
     entries: VecDeque<Entry>,
     /// Sequence number of `entries[0]` (or of the next datagram when empty).
     first: u64,
     bytes: usize,
 }
 
+impl Default for Ring {
+    fn default() -> Self {
+        Ring::new()
+    }
+}
+
 impl Ring {
     /// An empty ring; its first datagram gets sequence number 1.
-    pub(crate) fn new() -> Self {
+    pub fn new() -> Self {
         Ring {
             entries: VecDeque::new(),
             first: 1,
@@ -42,27 +53,33 @@ impl Ring {
     }
 
     /// Payload bytes held.
-    pub(crate) fn bytes(&self) -> usize {
+    pub fn bytes(&self) -> usize {
         self.bytes
     }
 
+    /// Datagrams held that no subscriber has got.
+    pub fn undelivered(&self) -> usize {
+        self.entries.iter().filter(|e| !e.delivered).count()
+    }
+
     /// Sequence number of the oldest datagram held.
-    pub(crate) fn first_seq(&self) -> u64 {
+    pub fn first_seq(&self) -> u64 {
         self.first
     }
 
     /// Sequence number the next datagram will get.
-    pub(crate) fn next_seq(&self) -> u64 {
+    pub fn next_seq(&self) -> u64 {
         self.first + self.entries.len() as u64
     }
 
-    pub(crate) fn get_mut(&mut self, seq: u64) -> Option<&mut Entry> {
+    /// The datagram numbered `seq`, if the ring still holds it.
+    pub fn get_mut(&mut self, seq: u64) -> Option<&mut Entry> {
         let index = usize::try_from(seq.checked_sub(self.first)?).ok()?;
         self.entries.get_mut(index)
     }
 
     /// The oldest datagram no subscriber has got, or the next sequence number.
-    pub(crate) fn first_undelivered(&self) -> u64 {
+    pub fn first_undelivered(&self) -> u64 {
         self.entries
             .iter()
             .position(|e| !e.delivered)
@@ -73,8 +90,8 @@ impl Ring {
     /// (always keeping the newest). Returns how many evicted ones were undelivered.
     ///
     /// This is the eviction rule, written once: the engine's rings and the
-    /// checker's reference model both push through it.
-    pub(crate) fn push(&mut self, entry: Entry, max_count: usize, max_bytes: usize) -> u64 {
+    /// reference models' all push through it.
+    pub fn push(&mut self, entry: Entry, max_count: usize, max_bytes: usize) -> u64 {
         self.bytes += entry.payload.len();
         self.entries.push_back(entry);
         let mut dropped = 0;

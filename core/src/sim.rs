@@ -20,6 +20,13 @@
 //!   step goes through the checker, and the run's [`Trace`] records every input and
 //!   action: one seed, one trace, byte for byte.
 //!
+//! And on top of them, for when the operations are chosen rather than drawn
+//! from a seed: a [`Script`] (module [`script`]) is an explicit list of
+//! operations, played through the checker on the simulated host and clock;
+//! it decodes from arbitrary bytes, which makes it the `engine` fuzz target.
+//! [`fuzz`] holds the fuzz targets' properties, which cargo-fuzz and the
+//! stable corpus replay both call.
+//!
 //! # Simulating a deployment
 //!
 //! Give it your daemon's engine configuration to test your limits:
@@ -90,6 +97,9 @@ mod trace;
 pub use checker::{Checker, Violation};
 pub use clock::SimClock;
 pub use network::{InFlight, Network, NetworkConfig, NetworkStats};
+// The replay ring, for reference models of the engine: the eviction rule is
+// written once; the checker and the model test keep their own rings of it.
+pub use crate::ring::{Entry as RingEntry, Ring};
 pub use rng::SimRng;
 pub use script::Script;
 pub use simulation::{Report, SimConfig, SimError, SimStats, Simulation, StreamsEnded};

@@ -1388,6 +1388,29 @@ fn kernel_drops_add_up_in_one_notice_and_stay_counted_after_the_binding_closes()
     h.assert_counters_balance();
 }
 
+/// Found by the `engine` fuzz target's kernel-drop op: a bogus count from the
+/// runtime overflowed the counters (a panic in debug builds).
+#[test]
+fn kernel_drop_counts_saturate_instead_of_overflowing() {
+    let mut h = Harness::new();
+    let first = h.bind_loopback(Duration::ZERO);
+    let second = h.bind_loopback(Duration::ZERO);
+    let s = h.subscribe(first.id, Duration::ZERO);
+    for binding in [first.id, first.id, second.id] {
+        h.engine.handle_kernel_drops(binding, u64::MAX, h.at(ms(1)));
+    }
+    // With credit to spare, each report is its own notice.
+    let actions = h.drain();
+    assert_eq!(
+        seen(&actions, s),
+        vec![Seen::Lagged(u64::MAX), Seen::Lagged(u64::MAX)]
+    );
+    let c = h.engine.binding(&first.id).expect("live").counters;
+    assert_eq!((c.dropped_kernel, c.missed), (u64::MAX, u64::MAX));
+    let c = h.engine.counters();
+    assert_eq!((c.dropped_kernel, c.missed), (u64::MAX, u64::MAX));
+}
+
 #[test]
 fn kernel_drops_without_subscribers_are_counted_and_miss_nobody() {
     let mut h = Harness::new();

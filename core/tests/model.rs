@@ -4,13 +4,13 @@
 //! getters must agree with the model, and the invariant checker must be satisfied.
 #![cfg(feature = "sim")]
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use porthole_core::api::{ApiError, ErrorCode};
-use porthole_core::sim::Checker;
+use porthole_core::sim::{Checker, Ring, RingEntry};
 use porthole_core::{
     Action, BindParams, BindingId, CloseReason, Command, Config, Engine, Event, Input, Lease,
     OpenError, ReceiveError, Reply, RequestId, Seq, SubscribeParams, SubscriberId, TransmitError,
@@ -168,10 +168,8 @@ struct MBinding {
     lease_secs: u64,
     renew_on_traffic: bool,
     deadline_ms: u64,
-    next_seq: u64,
-    /// (seq, payload length, delivered)
-    ring: VecDeque<(u64, usize, bool)>,
-    ring_bytes: usize,
+    /// The engine's ring type (one eviction rule), fed by this model alone.
+    ring: Ring,
     subs: Vec<usize>,
     counters: BCounters,
 }
@@ -279,7 +277,7 @@ impl Model {
     }
 
     fn pending_of(b: &MBinding) -> u64 {
-        b.ring.iter().filter(|(_, _, delivered)| !delivered).count() as u64
+        b.ring.undelivered() as u64
     }
 
     /// `Subscriber::pump`: deliver while credit lasts, lag first.
@@ -287,7 +285,7 @@ impl Model {
         let sub = &mut self.subs[s];
         let b = &mut self.bindings[sub.binding];
         while sub.credit > 0 {
-            let first = b.ring.front().map_or(b.next_seq, |e| e.0);
+            let first = b.ring.first_seq();
             if sub.cursor < first {
                 let gap = first - sub.cursor;
                 sub.missed += gap;
@@ -305,11 +303,11 @@ impl Model {
                 sub.credit -= 1;
                 continue;
             }
-            let Some(entry) = b.ring.iter_mut().find(|e| e.0 == sub.cursor) else {
+            let Some(entry) = b.ring.get_mut(sub.cursor) else {
                 break;
             };
-            if !entry.2 {
-                entry.2 = true;
+            if !entry.delivered {
+                entry.delivered = true;
                 b.counters.delivered += 1;
                 b.counters.pending -= 1;
                 self.counters.delivered += 1;
@@ -318,7 +316,7 @@ impl Model {
                 .events
                 .entry(s)
                 .or_default()
-                .push(Ev::Datagram(entry.0, entry.1));
+                .push(Ev::Datagram(sub.cursor, entry.payload.len()));
             sub.cursor += 1;
             sub.credit -= 1;
         }
@@ -413,9 +411,7 @@ impl Model {
                     lease_secs: lease.as_secs(),
                     renew_on_traffic,
                     deadline_ms: 0,
-                    next_seq: 1,
-                    ring: VecDeque::new(),
-                    ring_bytes: 0,
+                    ring: Ring::new(),
                     subs: Vec::new(),
                     counters: BCounters::default(),
                 });
@@ -571,8 +567,8 @@ impl Model {
                     );
                 }
                 let cursor = match resume_after {
-                    Some(after) => after.saturating_add(1).min(b.next_seq),
-                    None => b.ring.iter().find(|e| !e.2).map_or(b.next_seq, |e| e.0),
+                    Some(after) => after.saturating_add(1).min(b.ring.next_seq()),
+                    None => b.ring.first_undelivered(),
                 };
                 let s = self.subs.len();
                 b.subs.push(s);
@@ -621,20 +617,17 @@ impl Model {
                 b.counters.received += 1;
                 b.counters.pending += 1;
                 self.counters.received += 1;
-                b.ring.push_back((b.next_seq, len, false));
-                b.ring_bytes += len;
-                b.next_seq += 1;
-                while b.ring.len() > 1
-                    && (b.ring.len() > RING_DATAGRAMS || b.ring_bytes > RING_BYTES)
-                {
-                    let (_, old_len, delivered) = b.ring.pop_front().expect("non-empty");
-                    b.ring_bytes -= old_len;
-                    if !delivered {
-                        b.counters.dropped_overflow += 1;
-                        b.counters.pending -= 1;
-                        self.counters.dropped_overflow += 1;
-                    }
-                }
+                // Only the length matters to the model; the rest is filler.
+                let entry = RingEntry {
+                    src: SocketAddr::from(([127, 0, 0, 1], 9)),
+                    payload: Bytes::from(vec![0; len]),
+                    received_at: SystemTime::UNIX_EPOCH,
+                    delivered: false,
+                };
+                let lost = b.ring.push(entry, RING_DATAGRAMS, RING_BYTES);
+                b.counters.dropped_overflow += lost;
+                b.counters.pending -= lost;
+                self.counters.dropped_overflow += lost;
                 if b.renew_on_traffic {
                     b.deadline_ms = now + b.lease_secs * 1000;
                 }

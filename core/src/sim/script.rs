@@ -739,7 +739,12 @@ impl Run {
     }
 
     /// Why the runtime must not carry out this transmit, if it must not.
-    fn forbidden_transmit(&self, binding: BindingId, dest: SocketAddr, len: usize) -> Option<&str> {
+    fn forbidden_transmit(
+        &self,
+        binding: BindingId,
+        dest: SocketAddr,
+        len: usize,
+    ) -> Option<&'static str> {
         let ip = dest.ip().to_canonical();
         let Some(local) = self.host.addr_of(binding) else {
             return Some("the socket is not open");
@@ -825,14 +830,6 @@ impl Run {
         if self.engine.poll_timeout().is_some() {
             self.violated(&"a timer outlived everything");
         }
-    }
-}
-
-impl std::fmt::Debug for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Run")
-            .field("steps", &self.checker.steps())
-            .finish_non_exhaustive()
     }
 }
 
