@@ -570,10 +570,11 @@ pub(crate) fn production_engine(
     runtime: &dyn Runtime,
     config: porthole_core::Config,
 ) -> Result<Engine, crate::StartError> {
-    let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed).map_err(|e| crate::StartError::Seed(e.to_string()))?;
     let wall = porthole_core::WallClock::new(runtime.now(), SystemTime::now());
-    Ok(Engine::new(config, seed, wall)?)
+    Engine::from_os_rng(config, wall).map_err(|e| match e {
+        porthole_core::OsEngineError::Config(e) => crate::StartError::Config(e),
+        porthole_core::OsEngineError::Seed(e) => crate::StartError::Seed(e.to_string()),
+    })
 }
 
 #[cfg(test)]
