@@ -599,8 +599,10 @@ fn main() {
         vec![
             bind(None, false),
             opened.clone(),
+            // The limit is one unused ticket per subscriber the binding may
+            // have (two here): the third is refused.
             Op::IssueTicket(p(0)),
-            // The limit is one unused ticket per subscriber the binding may have.
+            Op::IssueTicket(p(0)),
             Op::IssueTicket(p(0)),
             Op::Subscribe {
                 binding: p(0),
