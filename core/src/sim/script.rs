@@ -16,7 +16,10 @@
 //! everything is recorded in a [`Trace`]. Unlike [`Simulation`](super::Simulation),
 //! nothing is random and every outcome is the script's choice, including the
 //! ones a correct runtime never reports (outcomes for sockets or transmits the
-//! engine did not ask for, a `now` in the past). On top of the checker it
+//! engine did not ask for, a `now` in the past, datagrams fed while the
+//! engine has paused the binding's reads, so the checker runs with
+//! [`Checker::allow_reads_while_paused`]; it still checks every pause and
+//! resume against credit and the pause limit). On top of the checker it
 //! checks what a runtime relies on: it is never asked to open or send where the
 //! policy forbids, the getters agree with the sockets, and waking at
 //! `poll_timeout` is never late for a lease. At the end it shuts the engine
