@@ -421,7 +421,7 @@ impl Engine {
                 let id = b.subscribers[i];
                 if let Some(s) = self.subscribers.get_mut(&id) {
                     s.missed = s.missed.saturating_add(1);
-                    b.counters.missed += 1;
+                    b.counters.missed = b.counters.missed.saturating_add(1);
                     s.pump(id, b, &mut self.actions, &mut self.buffered);
                 }
             }

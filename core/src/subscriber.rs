@@ -102,8 +102,9 @@ impl Subscriber {
             let first = binding.ring.first_seq();
             if self.cursor < first {
                 let gap = first - self.cursor;
-                self.missed += gap;
-                binding.counters.missed += gap;
+                // Saturating: kernel-drop reports may already have taken it to the top.
+                self.missed = self.missed.saturating_add(gap);
+                binding.counters.missed = binding.counters.missed.saturating_add(gap);
                 self.cursor = first;
             }
             if self.missed > 0 {
