@@ -17,8 +17,9 @@ use futures_lite::{Stream, StreamExt};
 use futures_sink::Sink;
 use hyper::Method;
 use porthole_core::api::ws::{decode_ws_datagram, WsNotice};
+use porthole_core::api::ErrorCode;
 use porthole_core::api::RenewedBody;
-use porthole_core::{BindingId, CloseReason, ErrorCode, Seq};
+use porthole_core::{BindingId, CloseReason, Seq};
 use porthole_runtime::{sleep, AsyncTimer, Runtime};
 
 use crate::error::{RequestError, SocketError};

@@ -5,7 +5,8 @@ use std::io;
 use std::time::Duration;
 
 use porthole_core::api::ErrorBody;
-use porthole_core::{CloseReason, ErrorCode};
+use porthole_core::api::ErrorCode;
+use porthole_core::CloseReason;
 
 /// An error answer from the daemon: its HTTP status, and the
 /// `{"error", "message"}` body.

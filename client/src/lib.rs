@@ -109,7 +109,7 @@ pub use socket::{
     DEFAULT_RECV_QUEUE, DEFAULT_SEND_QUEUE, MAX_PAYLOAD,
 };
 
-/// The engine's crate, for its types in this API ([`porthole_core::ErrorCode`],
+/// The engine's crate, for its types in this API ([`porthole_core::api::ErrorCode`],
 /// [`porthole_core::CloseReason`], [`porthole_core::Seq`], [`porthole_core::BindingId`]).
 pub use porthole_core;
 /// The runtime traits the client runs on.

@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use porthole_core::{ErrorCode, Seq};
+use porthole_core::api::ErrorCode;
+use porthole_core::Seq;
 
 use crate::error::SocketError;
 

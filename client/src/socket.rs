@@ -12,8 +12,9 @@ use async_channel::{Receiver, Sender};
 use bytes::Bytes;
 use hyper::Method;
 use porthole_core::api::ws::encode_ws_send;
+use porthole_core::api::ErrorCode;
 use porthole_core::api::{BindRequest, BindingInfoBody, UnboundBody};
-use porthole_core::{BindingId, ErrorCode, Seq};
+use porthole_core::{BindingId, Seq};
 use porthole_runtime::Runtime;
 
 use crate::channel::{self, Channel, Liveness};

@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use porthole_client::porthole_core::{CloseReason, ErrorCode};
+use porthole_client::porthole_core::api::ErrorCode;
+use porthole_client::porthole_core::CloseReason;
 use porthole_client::porthole_runtime::{sleep, Runtime};
 use porthole_client::{BindError, BindParams, Event, LeasedSocket, Server, SocketError};
 use porthole_conformance::client::{Client, Target};
