@@ -2,7 +2,6 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::time::Duration;
 
 /// Items due at simulated times. A binary heap of 16-byte keys, not a
 /// `BTreeMap`: the simulation pushes and pops an item per engine input, and a
@@ -25,11 +24,6 @@ pub(crate) struct Agenda<T> {
 const SLOT_BITS: u32 = 24;
 const SERIAL_BITS: u32 = 64 - SLOT_BITS;
 
-/// `at` in nanoseconds, saturated at 584 years (which no simulation reaches).
-fn nanos(at: Duration) -> u64 {
-    u64::try_from(at.as_nanos()).unwrap_or(u64::MAX)
-}
-
 impl<T> Agenda<T> {
     pub(crate) fn new() -> Self {
         Agenda {
@@ -40,13 +34,14 @@ impl<T> Agenda<T> {
         }
     }
 
-    /// Adds `item`, due at `at`.
+    /// Adds `item`, due at `at` (simulated nanoseconds, as every time here:
+    /// plain integers compare and add in one instruction, `Duration`s do not).
     ///
     /// # Panics
     /// With 2^24 (16.7 million) items waiting at once, or after 2^40 pushes
     /// (a simulation runs thousands per seed): limits of the key's layout
     /// that no simulated run comes near.
-    pub(crate) fn push(&mut self, at: Duration, item: T) {
+    pub(crate) fn push(&mut self, at: u64, item: T) {
         self.serial += 1;
         assert!(
             self.serial >> SERIAL_BITS == 0,
@@ -68,20 +63,18 @@ impl<T> Agenda<T> {
         };
         let low = (self.serial << SLOT_BITS) | index as u64;
         self.heap
-            .push(Reverse((u128::from(nanos(at)) << 64) | u128::from(low)));
+            .push(Reverse((u128::from(at) << 64) | u128::from(low)));
     }
 
     /// When the next item is due.
-    pub(crate) fn next_at(&self) -> Option<Duration> {
-        self.heap
-            .peek()
-            .map(|Reverse(key)| Duration::from_nanos((key >> 64) as u64))
+    pub(crate) fn next_at(&self) -> Option<u64> {
+        self.heap.peek().map(|Reverse(key)| (key >> 64) as u64)
     }
 
     /// The next item, if it is due by `now`.
-    pub(crate) fn pop_due(&mut self, now: Duration) -> Option<T> {
+    pub(crate) fn pop_due(&mut self, now: u64) -> Option<T> {
         let Reverse(next) = self.heap.peek()?;
-        if (next >> 64) as u64 > nanos(now) {
+        if (next >> 64) as u64 > now {
             return None;
         }
         let Reverse(key) = self.heap.pop()?;
@@ -103,7 +96,7 @@ mod tests {
     #[test]
     fn items_come_out_by_time_then_in_insertion_order() {
         let mut agenda = Agenda::new();
-        let ms = Duration::from_millis;
+        let ms = |n: u64| n * 1_000_000;
         agenda.push(ms(5), "late");
         agenda.push(ms(1), "first at 1");
         agenda.push(ms(1), "second at 1");
@@ -121,7 +114,7 @@ mod tests {
     #[test]
     fn a_reused_slot_does_not_change_the_order() {
         let mut agenda = Agenda::new();
-        let ms = Duration::from_millis;
+        let ms = |n: u64| n * 1_000_000;
         agenda.push(ms(1), "a");
         agenda.push(ms(2), "b");
         assert_eq!(agenda.pop_due(ms(1)), Some("a"));

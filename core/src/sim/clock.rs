@@ -8,7 +8,19 @@ use std::time::{Duration, Instant};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SimClock {
     epoch: Instant,
-    elapsed: Duration,
+    /// Time simulated so far, in nanoseconds: the simulation's own unit.
+    elapsed: u64,
+    /// `epoch + elapsed`, kept up to date as the clock moves: it is read far
+    /// more often than the clock moves, and `Instant` arithmetic is checked
+    /// and normalised at every step.
+    now: Instant,
+}
+
+/// `d` in nanoseconds, saturated at 584 years (which no simulation reaches).
+pub(crate) fn nanos(d: Duration) -> u64 {
+    d.as_secs()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::from(d.subsec_nanos()))
 }
 
 impl SimClock {
@@ -16,7 +28,8 @@ impl SimClock {
     pub fn new(epoch: Instant) -> Self {
         SimClock {
             epoch,
-            elapsed: Duration::ZERO,
+            elapsed: 0,
+            now: epoch,
         }
     }
 
@@ -27,11 +40,16 @@ impl SimClock {
 
     /// The current simulated instant.
     pub fn now(&self) -> Instant {
-        self.epoch + self.elapsed
+        self.now
     }
 
     /// Time simulated since the start.
     pub fn elapsed(&self) -> Duration {
+        Duration::from_nanos(self.elapsed)
+    }
+
+    /// Time simulated since the start, in nanoseconds.
+    pub(crate) fn elapsed_nanos(&self) -> u64 {
         self.elapsed
     }
 
@@ -42,6 +60,32 @@ impl SimClock {
 
     /// Moves the clock forward to `elapsed` since the start; never backwards.
     pub fn advance_to(&mut self, elapsed: Duration) {
-        self.elapsed = self.elapsed.max(elapsed);
+        self.advance_to_nanos(nanos(elapsed));
+    }
+
+    /// [`SimClock::advance_to`] in nanoseconds.
+    pub(crate) fn advance_to_nanos(&mut self, elapsed: u64) {
+        if elapsed > self.elapsed {
+            self.elapsed = elapsed;
+            self.now = self.epoch + Duration::from_nanos(elapsed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clock_moves_forward_only_and_now_follows_it() {
+        let epoch = Instant::now();
+        let mut clock = SimClock::new(epoch);
+        clock.advance_to(Duration::from_millis(1500));
+        clock.advance_to(Duration::from_millis(1000));
+        assert_eq!(clock.elapsed(), Duration::from_millis(1500));
+        assert_eq!(clock.elapsed_nanos(), 1_500_000_000);
+        assert_eq!(clock.now(), epoch + Duration::from_millis(1500));
+        assert_eq!(nanos(Duration::new(2, 5)), 2_000_000_005);
+        assert_eq!(nanos(Duration::MAX), u64::MAX);
     }
 }

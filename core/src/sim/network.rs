@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::agenda::Agenda;
+use super::clock::nanos;
 use super::SimRng;
 
 /// How the simulated network mistreats datagrams.
@@ -88,6 +89,11 @@ impl Network {
 
     /// Hands a datagram to the network at `now`.
     pub fn send(&mut self, now: Duration, datagram: InFlight) {
+        self.send_at(nanos(now), datagram);
+    }
+
+    /// [`Network::send`] at `now` nanoseconds.
+    pub(crate) fn send_at(&mut self, now: u64, datagram: InFlight) {
         self.stats.sent += 1;
         if self.rng.chance(self.config.loss_per_mille) {
             self.stats.lost += 1;
@@ -101,10 +107,10 @@ impl Network {
         };
         let mut datagram = Some(datagram);
         for copy in 1..=copies {
-            let mut delay = self.rng.duration(self.config.delay.clone());
+            let mut delay = self.rng.nanos(self.config.delay.clone());
             if self.rng.chance(self.config.reorder_per_mille) {
                 self.stats.held_back += 1;
-                delay += *self.config.delay.end();
+                delay = delay.saturating_add(nanos(*self.config.delay.end()));
             }
             // The last copy takes the datagram itself.
             let this = if copy == copies {
@@ -113,18 +119,28 @@ impl Network {
                 datagram.clone()
             };
             if let Some(this) = this {
-                self.in_flight.push(now + delay, this);
+                self.in_flight.push(now.saturating_add(delay), this);
             }
         }
     }
 
     /// When the next datagram arrives.
     pub fn next_arrival(&self) -> Option<Duration> {
+        self.next_arrival_nanos().map(Duration::from_nanos)
+    }
+
+    /// [`Network::next_arrival`] in nanoseconds.
+    pub(crate) fn next_arrival_nanos(&self) -> Option<u64> {
         self.in_flight.next_at()
     }
 
     /// The next datagram that has arrived by `now`.
     pub fn pop_arrived(&mut self, now: Duration) -> Option<InFlight> {
+        self.pop_arrived_by(nanos(now))
+    }
+
+    /// [`Network::pop_arrived`] by `now` nanoseconds.
+    pub(crate) fn pop_arrived_by(&mut self, now: u64) -> Option<InFlight> {
         let datagram = self.in_flight.pop_due(now)?;
         self.stats.arrived += 1;
         Some(datagram)

@@ -96,7 +96,14 @@ impl SimRng {
 
     /// A duration in `range`, to the microsecond.
     pub fn duration(&mut self, range: RangeInclusive<Duration>) -> Duration {
-        Duration::from_micros(self.in_range(micros(*range.start())..=micros(*range.end())))
+        Duration::from_nanos(self.nanos(range))
+    }
+
+    /// [`SimRng::duration`] in nanoseconds (the same draw), the simulation's
+    /// unit of time.
+    pub(crate) fn nanos(&mut self, range: RangeInclusive<Duration>) -> u64 {
+        self.in_range(micros(*range.start())..=micros(*range.end()))
+            .saturating_mul(1000)
     }
 
     /// True with probability `per_mille / 1000`.

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 
 use super::agenda::Agenda;
+use super::clock::nanos;
 use super::client::{Client, Intent, Targets};
 use super::host::Host;
 use super::{
@@ -313,8 +314,9 @@ pub struct Simulation {
     streams: IdMap<SubscriberId, usize>,
     /// The open sockets' kernel buffers and readers.
     sockets: IdMap<BindingId, SimSocket>,
-    /// The engine deadline the runtime's timer is armed for, and when it fires.
-    timer: Option<(Instant, Duration)>,
+    /// The engine deadline the runtime's timer is armed for, and when it
+    /// fires (simulated nanoseconds).
+    timer: Option<(Instant, u64)>,
     stopping: bool,
     stats: SimStats,
 }
@@ -417,13 +419,13 @@ impl Simulation {
         for i in 0..self.clients.len() {
             let at = self
                 .client_rng
-                .duration(Duration::ZERO..=Duration::from_secs(1));
+                .nanos(Duration::ZERO..=Duration::from_secs(1));
             self.schedule(at, Scheduled::ClientWake(i));
         }
         for i in 0..self.peers.len() {
             let at = self
                 .peer_rng
-                .duration(Duration::ZERO..=Duration::from_secs(1));
+                .nanos(Duration::ZERO..=Duration::from_secs(1));
             self.schedule(at, Scheduled::PeerWake(i));
         }
         while self.checker.steps() < self.config.max_steps
@@ -445,18 +447,21 @@ impl Simulation {
 
     /// Does the next thing due. Returns `false` once nothing is left to do.
     fn tick(&mut self) -> Result<bool, Violation> {
-        let timer = self.timer.map(|(_, at)| at);
-        let arrival = self.network.next_arrival();
-        let queued = self.queue.next_at();
-        let Some(next) = [timer, arrival, queued].into_iter().flatten().min() else {
+        // Nothing is ever due at u64::MAX nanoseconds (584 years): it stands
+        // for "nothing", so the earliest is one comparison per source.
+        let timer = self.timer.map_or(u64::MAX, |(_, at)| at);
+        let arrival = self.network.next_arrival_nanos().unwrap_or(u64::MAX);
+        let queued = self.queue.next_at().unwrap_or(u64::MAX);
+        let next = timer.min(arrival).min(queued);
+        if next == u64::MAX {
             return Ok(false);
-        };
-        self.clock.advance_to(next);
-        if timer == Some(next) {
+        }
+        self.clock.advance_to_nanos(next);
+        if timer == next {
             self.timer = None;
             self.feed(Input::Timeout)?;
-        } else if arrival == Some(next) {
-            if let Some(datagram) = self.network.pop_arrived(next) {
+        } else if arrival == next {
+            if let Some(datagram) = self.network.pop_arrived_by(next) {
                 self.arrive(datagram);
             }
         } else if let Some(scheduled) = self.queue.pop_due(next) {
@@ -465,12 +470,14 @@ impl Simulation {
         Ok(true)
     }
 
-    fn schedule(&mut self, at: Duration, what: Scheduled) {
+    /// At `at` nanoseconds of simulated time.
+    fn schedule(&mut self, at: u64, what: Scheduled) {
         self.queue.push(at, what);
     }
 
-    fn schedule_in(&mut self, delay: Duration, what: Scheduled) {
-        self.schedule(self.clock.elapsed() + delay, what);
+    /// In `delay` nanoseconds.
+    fn schedule_in(&mut self, delay: u64, what: Scheduled) {
+        self.schedule(self.clock.elapsed_nanos().saturating_add(delay), what);
     }
 
     fn request(&mut self, owner: Owner, command: Command) -> RequestId {
@@ -506,8 +513,10 @@ impl Simulation {
             self.timer = deadline.map(|at| {
                 let slack = self
                     .runtime_rng
-                    .duration(Duration::ZERO..=self.config.timer_slack);
-                let fire = self.clock.offset(at).max(self.clock.elapsed()) + slack;
+                    .nanos(Duration::ZERO..=self.config.timer_slack);
+                let fire = nanos(self.clock.offset(at))
+                    .max(self.clock.elapsed_nanos())
+                    .saturating_add(slack);
                 (at, fire)
             });
         }
@@ -520,7 +529,7 @@ impl Simulation {
             Action::OpenSocket { binding, addr } => {
                 let delay = self
                     .runtime_rng
-                    .duration(Duration::ZERO..=Duration::from_millis(10));
+                    .nanos(Duration::ZERO..=Duration::from_millis(10));
                 self.schedule_in(delay, Scheduled::OpenDone { binding, addr });
             }
             Action::CloseSocket { binding } => {
@@ -530,7 +539,7 @@ impl Simulation {
                     // reader already holds still reaches the engine, after
                     // the close (counted as raced it).
                     for read in socket.stash {
-                        self.schedule_in(Duration::ZERO, Scheduled::SocketRead(binding, read));
+                        self.schedule_in(0, Scheduled::SocketRead(binding, read));
                     }
                 }
             }
@@ -561,7 +570,7 @@ impl Simulation {
             } => {
                 let delay = self
                     .runtime_rng
-                    .duration(Duration::ZERO..=Duration::from_millis(1));
+                    .nanos(Duration::ZERO..=Duration::from_millis(1));
                 self.schedule_in(
                     delay,
                     Scheduled::TransmitDone {
@@ -583,7 +592,7 @@ impl Simulation {
                     .and_then(|&owner| self.clients[owner].on_event(subscriber, &event));
                 // A stream the client dropped returns no credit.
                 if let Some(read) = read {
-                    self.schedule_in(read, Scheduled::Credit { subscriber });
+                    self.schedule_in(nanos(read), Scheduled::Credit { subscriber });
                 }
             }
             Action::EndStream { subscriber, reason } => {
@@ -660,7 +669,7 @@ impl Simulation {
                             to: dest,
                             payload,
                         };
-                        self.network.send(self.clock.elapsed(), datagram);
+                        self.network.send_at(self.clock.elapsed_nanos(), datagram);
                         Ok(len)
                     }
                 };
@@ -708,7 +717,7 @@ impl Simulation {
             self.stats.vanished += 1;
         }
         if let Some(next) = next {
-            self.schedule_in(next, Scheduled::ClientWake(i));
+            self.schedule_in(nanos(next), Scheduled::ClientWake(i));
         }
         for intent in intents {
             match intent {
@@ -721,7 +730,7 @@ impl Simulation {
                     self.streams.remove(&subscriber);
                     let delay = self
                         .runtime_rng
-                        .duration(Duration::ZERO..=Duration::from_millis(50));
+                        .nanos(Duration::ZERO..=Duration::from_millis(50));
                     self.schedule_in(delay, Scheduled::StreamGone { subscriber });
                 }
             }
@@ -752,10 +761,10 @@ impl Simulation {
             to,
             payload,
         };
-        self.network.send(self.clock.elapsed(), datagram);
+        self.network.send_at(self.clock.elapsed_nanos(), datagram);
         let next = self
             .peer_rng
-            .duration(Duration::from_millis(10)..=Duration::from_millis(400));
+            .nanos(Duration::from_millis(10)..=Duration::from_millis(400));
         self.schedule_in(next, Scheduled::PeerWake(i));
     }
 
@@ -783,7 +792,7 @@ impl Simulation {
         socket.reading = true;
         let delay = self
             .runtime_rng
-            .duration(Duration::ZERO..=Duration::from_millis(1));
+            .nanos(Duration::ZERO..=Duration::from_millis(1));
         self.schedule_in(delay, Scheduled::SocketRead(binding, read));
     }
 
@@ -839,12 +848,12 @@ impl Simulation {
                     to: datagram.from,
                     payload: datagram.payload,
                 };
-                self.network.send(self.clock.elapsed(), echo);
+                self.network.send_at(self.clock.elapsed_nanos(), echo);
             }
         } else if let Some(binding) = self.host.socket_at(datagram.from) {
             // Nobody listens: the kernel answers port unreachable.
             if self.runtime_rng.chance(500) {
-                self.schedule_in(Duration::from_micros(100), Scheduled::Icmp { binding });
+                self.schedule_in(100_000, Scheduled::Icmp { binding });
             }
         }
     }
