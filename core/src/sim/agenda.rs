@@ -112,6 +112,31 @@ mod tests {
     }
 
     #[test]
+    fn many_items_come_out_sorted_whatever_order_they_went_in() {
+        let mut agenda = Agenda::new();
+        // Times in a scrambled order (powers of 7 modulo 1,009), those
+        // divisible by 5 pushed twice.
+        let mut times = Vec::new();
+        let mut t: u64 = 1;
+        for _ in 0..1000 {
+            t = t * 7 % 1009;
+            times.push(t);
+            agenda.push(t, t);
+            if t % 5 == 0 {
+                times.push(t);
+                agenda.push(t, t);
+            }
+        }
+        times.sort_unstable();
+        let mut out = Vec::new();
+        while let Some(item) = agenda.pop_due(u64::MAX) {
+            out.push(item);
+        }
+        assert_eq!(out, times);
+        assert_eq!(agenda.len(), 0);
+    }
+
+    #[test]
     fn a_reused_slot_does_not_change_the_order() {
         let mut agenda = Agenda::new();
         let ms = |n: u64| n * 1_000_000;
