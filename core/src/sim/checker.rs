@@ -19,6 +19,11 @@ use crate::{
     SubscriberId, TicketError, UnsubscribeError, WallClock,
 };
 
+/// Entries the model's per-stream in-flight queue is created with room for
+/// (up to the delivery window): small enough for a daemon's large window,
+/// large enough that a simulation's small one never grows it.
+const PREALLOCATED: usize = 32;
+
 /// A broken invariant: the engine did something its contract forbids.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -1248,7 +1253,10 @@ impl Checker {
                     LiveSubscriber {
                         binding: params.binding,
                         credit: self.config.delivery_window,
-                        in_flight: VecDeque::new(),
+                        in_flight: VecDeque::with_capacity(
+                            usize::try_from(self.config.delivery_window)
+                                .map_or(PREALLOCATED, |w| w.min(PREALLOCATED)),
+                        ),
                         next,
                         lagged: 0,
                         unnumbered_missed: 0,
