@@ -104,23 +104,24 @@ impl Client {
         self.vanished
     }
 
-    /// Acts: returns what to do now and when to wake next (never, once vanished).
+    /// Acts: adds what to do now to `intents`; returns when to wake next
+    /// (never, once vanished).
     pub(crate) fn wake(
         &mut self,
         rng: &mut SimRng,
         targets: &Targets<'_>,
-    ) -> (Vec<Intent>, Option<Duration>) {
+        intents: &mut Vec<Intent>,
+    ) -> Option<Duration> {
         if self.vanished {
-            return (Vec::new(), None);
+            return None;
         }
-        let intents = match self.state {
-            State::Idle => vec![Intent::Command(self.bind(rng))],
-            State::Binding => Vec::new(),
-            State::Bound { id, addr } => self.act(rng, id, addr, targets),
-        };
-        let next = (!self.vanished)
-            .then(|| rng.duration(Duration::from_millis(20)..=Duration::from_millis(2500)));
-        (intents, next)
+        match self.state {
+            State::Idle => intents.push(Intent::Command(self.bind(rng))),
+            State::Binding => {}
+            State::Bound { id, addr } => self.act(rng, id, addr, targets, intents),
+        }
+        (!self.vanished)
+            .then(|| rng.duration(Duration::from_millis(20)..=Duration::from_millis(2500)))
     }
 
     fn bind(&mut self, rng: &mut SimRng) -> Command {
@@ -151,7 +152,8 @@ impl Client {
         id: BindingId,
         addr: SocketAddr,
         targets: &Targets<'_>,
-    ) -> Vec<Intent> {
+        intents: &mut Vec<Intent>,
+    ) {
         let roll = rng.below(100);
         let command = match roll {
             0..=29 => {
@@ -193,13 +195,11 @@ impl Client {
                 None => Command::Status,
             },
             70..=73 => {
-                return match self.pick_stream(rng) {
-                    Some(subscriber) => {
-                        self.streams.retain(|s| s.id != subscriber);
-                        vec![Intent::DropStream(subscriber)]
-                    }
-                    None => Vec::new(),
-                };
+                if let Some(subscriber) = self.pick_stream(rng) {
+                    self.streams.retain(|s| s.id != subscriber);
+                    intents.push(Intent::DropStream(subscriber));
+                }
+                return;
             }
             74..=76 => Command::Unbind { binding: id },
             77..=78 => Command::Status,
@@ -208,18 +208,14 @@ impl Client {
                 // Half vanish with their streams open (the lease runs out), half
                 // with their connections gone.
                 if rng.chance(500) {
-                    return self
-                        .streams
-                        .drain(..)
-                        .map(|s| Intent::DropStream(s.id))
-                        .collect();
+                    intents.extend(self.streams.drain(..).map(|s| Intent::DropStream(s.id)));
                 }
-                return Vec::new();
+                return;
             }
             // Otherwise idle: a lease may run out meanwhile.
-            _ => return Vec::new(),
+            _ => return,
         };
-        vec![Intent::Command(command)]
+        intents.push(Intent::Command(command));
     }
 
     fn pick_stream(&self, rng: &mut SimRng) -> Option<SubscriberId> {

@@ -314,6 +314,8 @@ pub struct Simulation {
     streams: IdMap<SubscriberId, usize>,
     /// The open sockets' kernel buffers and readers.
     sockets: IdMap<BindingId, SimSocket>,
+    /// What a waking client does, kept to reuse its memory.
+    intents: Vec<Intent>,
     /// The engine deadline the runtime's timer is armed for, and when it
     /// fires (simulated nanoseconds).
     timer: Option<(Instant, u64)>,
@@ -375,6 +377,7 @@ impl Simulation {
             next_request: 1,
             streams: IdMap::default(),
             sockets: IdMap::default(),
+            intents: Vec::new(),
             timer: None,
             stopping: false,
             stats: SimStats::default(),
@@ -712,14 +715,17 @@ impl Simulation {
             after,
         };
         let was_vanished = client.has_vanished();
-        let (intents, next) = client.wake(&mut self.client_rng, &targets);
+        // The buffer is reused from wake to wake (no allocation per wake);
+        // a failed step ends the run, so losing it then costs nothing.
+        let mut intents = std::mem::take(&mut self.intents);
+        let next = client.wake(&mut self.client_rng, &targets, &mut intents);
         if !was_vanished && self.clients[i].has_vanished() {
             self.stats.vanished += 1;
         }
         if let Some(next) = next {
             self.schedule_in(nanos(next), Scheduled::ClientWake(i));
         }
-        for intent in intents {
+        for intent in intents.drain(..) {
             match intent {
                 Intent::Command(command) => {
                     let request = self.request(Owner::Client(i), command.clone());
@@ -735,6 +741,7 @@ impl Simulation {
                 }
             }
         }
+        self.intents = intents;
         Ok(())
     }
 
