@@ -47,7 +47,13 @@ pub(crate) struct Client {
     vanished: bool,
     /// A slow reader reads every event slowly.
     slow_reader: bool,
+    /// What it sends from its binding (a send is a slice of it: no
+    /// allocation per send): byte `i` is `i` xor the port's low byte.
+    payload: Bytes,
 }
+
+/// The longest payload a client sends, plus one.
+const PAYLOAD: usize = 48;
 
 /// Where a client may send: the peers, then the other clients' bindings. Looked
 /// up in place rather than collected, since a client rarely sends when it wakes.
@@ -89,6 +95,7 @@ impl Client {
             last_seq: None,
             vanished: false,
             slow_reader: rng.chance(250),
+            payload: Bytes::new(),
         }
     }
 
@@ -118,7 +125,7 @@ impl Client {
         match self.state {
             State::Idle => intents.push(Intent::Command(self.bind(rng))),
             State::Binding => {}
-            State::Bound { id, addr } => self.act(rng, id, addr, targets, intents),
+            State::Bound { id, .. } => self.act(rng, id, targets, intents),
         }
         (!self.vanished)
             .then(|| rng.duration(Duration::from_millis(20)..=Duration::from_millis(2500)))
@@ -150,7 +157,6 @@ impl Client {
         &mut self,
         rng: &mut SimRng,
         id: BindingId,
-        addr: SocketAddr,
         targets: &Targets<'_>,
         intents: &mut Vec<Intent>,
     ) {
@@ -165,12 +171,11 @@ impl Client {
                 } else {
                     targets.get(rng.index(count)).unwrap_or(multicast)
                 };
-                let len = rng.index(48);
-                let payload: Vec<u8> = (0..len).map(|i| (i as u8) ^ addr.port() as u8).collect();
+                let len = rng.index(PAYLOAD);
                 Command::Send {
                     binding: id,
                     dest,
-                    payload: Bytes::from(payload),
+                    payload: self.payload.slice(..len.min(self.payload.len())),
                 }
             }
             30..=51 => Command::Heartbeat {
@@ -230,6 +235,8 @@ impl Client {
                     id: info.id,
                     addr: info.local_addr,
                 };
+                let port = info.local_addr.port() as u8;
+                self.payload = (0..PAYLOAD).map(|i| (i as u8) ^ port).collect();
                 self.last_seq = None;
             }
             Reply::Bind(Err(_)) => self.state = State::Idle,
