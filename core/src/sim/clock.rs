@@ -25,10 +25,7 @@ pub(crate) fn nanos(d: Duration) -> u64 {
 impl SimClock {
     /// A clock that starts at `epoch`.
     pub fn new(epoch: Instant) -> Self {
-        SimClock {
-            epoch,
-            elapsed: 0,
-        }
+        SimClock { epoch, elapsed: 0 }
     }
 
     /// The instant the clock started at.

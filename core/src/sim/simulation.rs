@@ -8,8 +8,8 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 
 use super::agenda::Agenda;
-use super::clock::nanos;
 use super::client::{Client, Intent, Targets};
+use super::clock::nanos;
 use super::host::Host;
 use super::{
     Checker, InFlight, Network, NetworkConfig, NetworkStats, Record, SimClock, SimRng, Trace,
@@ -426,9 +426,7 @@ impl Simulation {
             self.schedule(at, Scheduled::ClientWake(i));
         }
         for i in 0..self.peers.len() {
-            let at = self
-                .peer_rng
-                .nanos(Duration::ZERO..=Duration::from_secs(1));
+            let at = self.peer_rng.nanos(Duration::ZERO..=Duration::from_secs(1));
             self.schedule(at, Scheduled::PeerWake(i));
         }
         while self.checker.steps() < self.config.max_steps
