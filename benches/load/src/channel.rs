@@ -17,7 +17,7 @@ use tokio::runtime::Runtime;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use crate::egress::{own_cpu, rate, LoopCount, RequestRate, REQUEST_TIMEOUT};
+use crate::egress::{answered_ok, closed_loops, own_cpu, rate, RequestRate};
 use crate::error::LoadError;
 use crate::http::HttpClient;
 use crate::ingress::IngressResult;
@@ -238,29 +238,7 @@ pub fn batch_send(
         let own_before = own_cpu();
         let start = Instant::now();
         let deadline = start + plan.http;
-        let tasks: Vec<_> = clients
-            .into_iter()
-            .map(|mut client| {
-                let request = Arc::clone(&request);
-                tokio::spawn(async move {
-                    let mut count = LoopCount::default();
-                    while Instant::now() < deadline {
-                        match tokio::time::timeout(REQUEST_TIMEOUT, client.call(&request)).await {
-                            Ok(Ok((200, _))) => count.ok += 1,
-                            _ => {
-                                count.failed += 1;
-                                break;
-                            }
-                        }
-                    }
-                    count
-                })
-            })
-            .collect();
-        let mut counts = Vec::with_capacity(tasks.len());
-        for task in tasks {
-            counts.push(task.await.unwrap_or_default());
-        }
+        let counts = closed_loops(clients, deadline, request, answered_ok).await;
         let elapsed = start.elapsed();
         let cpu = server.cpu_time()?.saturating_sub(cpu_before);
         let requests: RequestRate = rate(&counts, elapsed, cpu, own_cpu() - own_before);

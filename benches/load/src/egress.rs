@@ -1,6 +1,8 @@
 //! HTTP → UDP: `POST /v1/udp/send/{id}` over keep-alive connections, to a
 //! loopback sink socket.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,6 +42,54 @@ pub struct RequestRate {
 pub(crate) struct LoopCount {
     pub(crate) ok: u64,
     pub(crate) failed: u64,
+}
+
+/// One step of a connection's loop: a request (or a few), true if it succeeded.
+pub(crate) type Step =
+    fn(&mut WireClient, Arc<Vec<u8>>) -> Pin<Box<dyn Future<Output = bool> + Send + '_>>;
+
+/// Runs one closed loop per connection until `deadline`, each step `step`
+/// with `request`: a step that fails or takes longer than [`REQUEST_TIMEOUT`]
+/// counts as failed and ends that connection's loop.
+pub(crate) async fn closed_loops(
+    clients: Vec<WireClient>,
+    deadline: Instant,
+    request: Arc<Vec<u8>>,
+    step: Step,
+) -> Vec<LoopCount> {
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .map(|mut client| {
+            let request = Arc::clone(&request);
+            tokio::spawn(async move {
+                let mut count = LoopCount::default();
+                while Instant::now() < deadline {
+                    let done = step(&mut client, Arc::clone(&request));
+                    match tokio::time::timeout(REQUEST_TIMEOUT, done).await {
+                        Ok(true) => count.ok += 1,
+                        Ok(false) | Err(_) => {
+                            count.failed += 1;
+                            break;
+                        }
+                    }
+                }
+                count
+            })
+        })
+        .collect();
+    let mut counts = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        counts.push(task.await.unwrap_or_default());
+    }
+    counts
+}
+
+/// A step that is one request answered 200.
+pub(crate) fn answered_ok(
+    client: &mut WireClient,
+    request: Arc<Vec<u8>>,
+) -> Pin<Box<dyn Future<Output = bool> + Send + '_>> {
+    Box::pin(async move { matches!(client.call(&request).await, Ok((200, _))) })
 }
 
 /// Checks a `POST /send` response.
@@ -101,31 +151,7 @@ pub fn send_rate(
         let own_before = own_cpu();
         let start = Instant::now();
         let deadline = start + plan.http;
-        let tasks: Vec<_> = clients
-            .into_iter()
-            .map(|mut client| {
-                let request = Arc::clone(&request);
-                tokio::spawn(async move {
-                    let mut count = LoopCount::default();
-                    while Instant::now() < deadline {
-                        let call =
-                            tokio::time::timeout(REQUEST_TIMEOUT, client.call(&request)).await;
-                        match call {
-                            Ok(Ok((200, _))) => count.ok += 1,
-                            _ => {
-                                count.failed += 1;
-                                break;
-                            }
-                        }
-                    }
-                    count
-                })
-            })
-            .collect();
-        let mut counts = Vec::with_capacity(tasks.len());
-        for task in tasks {
-            counts.push(task.await.unwrap_or_default());
-        }
+        let counts = closed_loops(clients, deadline, request, answered_ok).await;
         let elapsed = start.elapsed();
         let cpu_after = server.cpu_split()?;
         let user = cpu_after.0.saturating_sub(cpu_before.0);

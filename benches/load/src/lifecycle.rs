@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio::runtime::Runtime;
 
-use crate::egress::{own_cpu, rate, LoopCount, RequestRate, REQUEST_TIMEOUT};
+use crate::egress::{closed_loops, own_cpu, rate, RequestRate};
 use crate::error::LoadError;
 use crate::http::HttpClient;
 use crate::plan::Plan;
@@ -37,37 +37,17 @@ pub fn bind_unbind_rate(
         let mut clients = Vec::with_capacity(plan.connections);
         for _ in 0..plan.connections {
             let mut client = WireClient::connect(addr).await?;
-            bind_and_unbind(&mut client, &bind, addr).await?;
+            bind_and_unbind(&mut client, &bind).await?;
             clients.push(client);
         }
         let cpu_before = server.cpu_time()?;
         let own_before = own_cpu();
         let start = Instant::now();
         let deadline = start + plan.http;
-        let tasks: Vec<_> = clients
-            .into_iter()
-            .map(|mut client| {
-                let bind = Arc::clone(&bind);
-                tokio::spawn(async move {
-                    let mut count = LoopCount::default();
-                    while Instant::now() < deadline {
-                        let pair = bind_and_unbind(&mut client, &bind, addr);
-                        match tokio::time::timeout(REQUEST_TIMEOUT, pair).await {
-                            Ok(Ok(())) => count.ok += 1,
-                            Ok(Err(_)) | Err(_) => {
-                                count.failed += 1;
-                                break;
-                            }
-                        }
-                    }
-                    count
-                })
-            })
-            .collect();
-        let mut counts = Vec::with_capacity(tasks.len());
-        for task in tasks {
-            counts.push(task.await.unwrap_or_default());
-        }
+        let counts = closed_loops(clients, deadline, bind, |client, bind| {
+            Box::pin(async move { bind_and_unbind(client, &bind).await.is_ok() })
+        })
+        .await;
         let elapsed = start.elapsed();
         let cpu = server.cpu_time()?.saturating_sub(cpu_before);
         Ok::<_, LoadError>(rate(&counts, elapsed, cpu, own_cpu() - own_before))
@@ -80,11 +60,7 @@ pub fn bind_unbind_rate(
 }
 
 /// One bind (the prebuilt request `bind`) and the unbind of what it bound.
-async fn bind_and_unbind(
-    client: &mut WireClient,
-    bind: &[u8],
-    addr: SocketAddr,
-) -> Result<(), LoadError> {
+async fn bind_and_unbind(client: &mut WireClient, bind: &[u8]) -> Result<(), LoadError> {
     let (status, body) = client.call(bind).await?;
     if status != 201 {
         return Err(LoadError::reply("bind", String::from_utf8_lossy(body)));
@@ -94,7 +70,12 @@ async fn bind_and_unbind(
     let id = info["id"]
         .as_str()
         .ok_or_else(|| LoadError::reply("bind", "no id"))?;
-    let unbind = wire::request("DELETE", &format!("/v1/udp/bind/{id}"), addr, None);
+    let unbind = wire::request(
+        "DELETE",
+        &format!("/v1/udp/bind/{id}"),
+        client.server(),
+        None,
+    );
     let (status, body) = client.call(&unbind).await?;
     if status != 200 {
         return Err(LoadError::reply("unbind", String::from_utf8_lossy(body)));

@@ -36,6 +36,8 @@ pub fn request(method: &str, path: &str, host: SocketAddr, body: Option<&[u8]>) 
 /// One keep-alive connection.
 pub struct WireClient {
     stream: TcpStream,
+    /// The server's address (what a request's `Host` names).
+    server: SocketAddr,
     buf: Vec<u8>,
     /// Bytes of `buf` that belong to the previous response.
     used: usize,
@@ -48,9 +50,15 @@ impl WireClient {
         stream.set_nodelay(true)?;
         Ok(WireClient {
             stream,
+            server: addr,
             buf: Vec::with_capacity(4096),
             used: 0,
         })
+    }
+
+    /// The server's address.
+    pub fn server(&self) -> SocketAddr {
+        self.server
     }
 
     /// Sends `request` and reads the response: its status and body.
