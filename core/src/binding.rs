@@ -131,7 +131,7 @@ pub(crate) struct NewBinding {
 }
 
 impl Binding {
-    pub(crate) fn new(new: NewBinding, now: Instant) -> Self {
+    pub(crate) fn new(new: NewBinding, ring_datagrams: usize, now: Instant) -> Self {
         let deadline = now + new.lease.as_duration();
         Binding {
             id: new.id,
@@ -144,7 +144,7 @@ impl Binding {
             scheduled: deadline,
             allow_remote: new.allow_remote,
             renew_on_traffic: new.renew_on_traffic,
-            ring: Ring::new(),
+            ring: Ring::with_capacity(ring_datagrams),
             subscribers: Vec::new(),
             counters: BindingCounters::default(),
             tickets: Tickets::default(),

@@ -358,7 +358,7 @@ impl Engine {
             allow_remote: opening.allow_remote,
             renew_on_traffic: opening.params.renew_on_traffic,
         };
-        let b = Binding::new(new, now);
+        let b = Binding::new(new, self.config.ring_datagrams, now);
         let deadline = b.deadline;
         let key = self.bindings.insert(b);
         self.by_id.insert(binding, key);

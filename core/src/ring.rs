@@ -52,6 +52,20 @@ impl Ring {
         }
     }
 
+    /// An empty ring with room for the first datagrams of a ring of at most
+    /// `max_datagrams`: up to [`Ring::INITIAL_ROOM`] of them, so a new
+    /// binding's first few datagrams do not regrow it (0 -> 4 -> 8 -> 16
+    /// entries) while a ring that stays small never reserves its whole bound.
+    pub fn with_capacity(max_datagrams: usize) -> Self {
+        Ring {
+            entries: VecDeque::with_capacity(max_datagrams.min(Self::INITIAL_ROOM)),
+            ..Ring::new()
+        }
+    }
+
+    /// How many datagrams [`Ring::with_capacity`] makes room for at most.
+    pub const INITIAL_ROOM: usize = 16;
+
     /// Payload bytes held.
     pub fn bytes(&self) -> usize {
         self.bytes
