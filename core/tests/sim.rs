@@ -33,6 +33,14 @@ fn config(seed: u64) -> SimConfig {
 /// Runs every seed in `seeds` without traces (a failure is replayed with its
 /// trace), spread over the machine's cores, and returns the reports in seed order.
 fn sweep(seeds: std::ops::Range<u64>) -> Vec<porthole_core::sim::Report> {
+    sweep_with(seeds, config)
+}
+
+/// [`sweep`] with each seed's config from `config`.
+fn sweep_with(
+    seeds: std::ops::Range<u64>,
+    config: fn(u64) -> SimConfig,
+) -> Vec<porthole_core::sim::Report> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
     let chunk = (seeds.end - seeds.start).div_ceil(threads).max(1);
     std::thread::scope(|scope| {
@@ -188,6 +196,48 @@ fn a_seed_sweep_pauses_reads_resumes_them_both_ways_and_overflows_the_kernel() {
     assert!(at_limit > 0, "no pause ran to its limit");
     assert!(kernel > 0, "the simulated kernel never dropped");
     assert!(dropped_kernel > 0, "no kernel drop reached the engine");
+}
+
+/// The pause limit's extremes, over seeded runs: 0 (never pause) pauses
+/// nothing, so a slow stream's datagrams are read and counted as lag at once
+/// and the kernel buffer only overflows while a read is in the reader's
+/// hands; the longest limit (1 s) pauses for long, yet no pause outlasts it
+/// and a vanished client's stream cannot hold reads paused past it. Every
+/// step of those runs is checked like the default's.
+#[test]
+fn the_pause_limits_extremes_never_pause_or_pause_long_and_keep_every_invariant() {
+    fn never(seed: u64) -> SimConfig {
+        let mut config = config(seed);
+        config.engine.max_read_pause = Duration::ZERO;
+        config
+    }
+    fn longest(seed: u64) -> SimConfig {
+        let mut config = config(seed);
+        config.engine.max_read_pause = Duration::from_secs(1);
+        config
+    }
+    let (mut overflow, mut kernel) = (0, 0);
+    for report in sweep_with(0..500, never) {
+        assert_eq!(report.stats.reads_paused, 0, "seed {}", report.seed);
+        overflow += report.counters.dropped_overflow;
+        kernel += report.stats.kernel_drops;
+    }
+    let (mut paused, mut early, mut at_limit) = (0, 0, 0);
+    for report in sweep_with(0..500, longest) {
+        paused += report.stats.reads_paused;
+        early += report.stats.resumed_early;
+        at_limit += report.stats.resumed_at_limit;
+    }
+    println!(
+        "500 seeds never pausing: {overflow} datagrams dropped from full rings, {kernel} kernel \
+         drops; 500 seeds pausing up to 1 s: {paused} pauses, {early} resumed early, \
+         {at_limit} at the limit"
+    );
+    assert!(overflow > 0, "never pausing, no ring overflowed");
+    assert!(
+        paused > 0 && early > 0 && at_limit > 0,
+        "1 s pauses not exercised"
+    );
 }
 
 /// The scenario of the old `subscriber gone` bug (issue 11: the engine fired
