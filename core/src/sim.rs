@@ -20,12 +20,13 @@
 //!   step goes through the checker, and the run's [`Trace`] records every input and
 //!   action: one seed, one trace, byte for byte.
 //!
-//! And on top of them, for when the operations are chosen rather than drawn
-//! from a seed: a [`Script`] (module [`script`]) is an explicit list of
-//! operations, played through the checker on the simulated host and clock;
-//! it decodes from arbitrary bytes, which makes it the `engine` fuzz target.
-//! [`fuzz`] holds the fuzz targets' properties, which cargo-fuzz and the
-//! stable corpus replay both call.
+//! And on top of them (feature `fuzz`), for when the operations are chosen
+//! rather than drawn from a seed: a `Script` (module `script`) is an explicit
+//! list of operations, played through the checker on the simulated host and
+//! clock; it decodes from arbitrary bytes, which makes it the `engine` fuzz
+//! target. Module `fuzz` holds the fuzz targets' properties, which cargo-fuzz
+//! and the stable corpus replay both call. They are a feature of their own so
+//! that a simulation test does not build the `arbitrary` crate and its derive.
 //!
 //! # Simulating a deployment
 //!
@@ -86,10 +87,14 @@ mod agenda;
 mod checker;
 mod client;
 mod clock;
+#[cfg(feature = "fuzz")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fuzz")))]
 pub mod fuzz;
 mod host;
 mod network;
 mod rng;
+#[cfg(feature = "fuzz")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fuzz")))]
 pub mod script;
 mod simulation;
 mod trace;
@@ -101,6 +106,8 @@ pub use network::{InFlight, Network, NetworkConfig, NetworkStats};
 // written once; the checker and the model test keep their own rings of it.
 pub use crate::ring::{Entry as RingEntry, Ring};
 pub use rng::SimRng;
+#[cfg(feature = "fuzz")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fuzz")))]
 pub use script::Script;
 pub use simulation::{Report, SimConfig, SimError, SimStats, Simulation, StreamsEnded};
 pub use trace::{Record, Trace};

@@ -3,9 +3,9 @@
 //! on stable, without nightly or cargo-fuzz.
 //!
 //! The targets are `porthole_core::sim::fuzz`, the very functions the
-//! cargo-fuzz entry points call; they need the `sim` feature, as CI's
+//! cargo-fuzz entry points call; they need the `fuzz` feature, as CI's
 //! `cargo test --workspace --all-features` has.
-#![cfg(feature = "sim")]
+#![cfg(feature = "fuzz")]
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
