@@ -101,8 +101,10 @@ pub(crate) struct Binding {
     /// Creation order, for listing bindings oldest first.
     pub(crate) serial: u64,
     pub(crate) local_addr: SocketAddr,
-    pub(crate) created_at: Instant,
-    pub(crate) last_heartbeat: Instant,
+    /// Wall-clock stamps, taken when they happen: only the status shows
+    /// them, and converting an `Instant` on every status costs more.
+    pub(crate) created_at: SystemTime,
+    pub(crate) last_heartbeat: SystemTime,
     pub(crate) lease: Lease,
     /// When the lease runs out.
     pub(crate) deadline: Instant,
@@ -131,14 +133,20 @@ pub(crate) struct NewBinding {
 }
 
 impl Binding {
-    pub(crate) fn new(new: NewBinding, ring_datagrams: usize, now: Instant) -> Self {
+    /// A binding created at `now`, which is `wall_now` on the wall clock.
+    pub(crate) fn new(
+        new: NewBinding,
+        ring_datagrams: usize,
+        now: Instant,
+        wall_now: SystemTime,
+    ) -> Self {
         let deadline = now + new.lease.as_duration();
         Binding {
             id: new.id,
             serial: new.serial,
             local_addr: new.local_addr,
-            created_at: now,
-            last_heartbeat: now,
+            created_at: wall_now,
+            last_heartbeat: wall_now,
             lease: new.lease,
             deadline,
             scheduled: deadline,

@@ -358,7 +358,7 @@ impl Engine {
             allow_remote: opening.allow_remote,
             renew_on_traffic: opening.params.renew_on_traffic,
         };
-        let b = Binding::new(new, self.config.ring_datagrams, now);
+        let b = Binding::new(new, self.config.ring_datagrams, now, self.wall.at(now));
         let deadline = b.deadline;
         let key = self.bindings.insert(b);
         self.by_id.insert(binding, key);
@@ -860,7 +860,7 @@ impl Engine {
             b.lease =
                 Lease::requested(lease_secs, self.config.default_lease, self.config.max_lease);
         }
-        b.last_heartbeat = now;
+        b.last_heartbeat = self.wall.at(now);
         b.deadline = now + b.lease.as_duration();
         self.counters.leases_renewed += 1;
         if b.deadline != b.scheduled {
@@ -1028,8 +1028,8 @@ impl Engine {
         BindingInfo {
             id: b.id,
             local_addr: b.local_addr,
-            created_at: self.wall.at(b.created_at),
-            last_heartbeat: self.wall.at(b.last_heartbeat),
+            created_at: b.created_at,
+            last_heartbeat: b.last_heartbeat,
             lease: b.lease,
             expires_at: self.wall.at(b.deadline),
             allow_remote: b.allow_remote,
