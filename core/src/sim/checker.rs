@@ -5,7 +5,7 @@
 //! subscribers, replies, datagrams) from the documented contract alone, so it can
 //! check any sequence of inputs: a simulation run, a property test or a fuzz case.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -16,7 +16,7 @@ use crate::ring::{Entry, Ring};
 use crate::{
     Action, BindError, BindingCounters, BindingError, BindingId, CloseReason, Command, Config,
     Counters, Engine, Event, Input, Lease, Reply, RequestId, SendError, SubscribeError,
-    SubscriberId, TicketError, UnsubscribeError, WallClock,
+    SubscriberId, TicketError, TransmitError, UnsubscribeError, WallClock,
 };
 
 /// Entries the model's per-stream in-flight queue is created with room for
@@ -401,6 +401,53 @@ struct Outstanding {
     waits: Waits,
 }
 
+/// What the checks of a step's actions need to know of its input: the kind
+/// and the ids they compare against, and nothing else. A copy, so a step
+/// neither clones nor drops the input (its payload, a command's parameters).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fed {
+    /// A bind command: its socket may open (only) in this step.
+    Bind(RequestId),
+    /// An unbind command: the binding may close as unbound.
+    Unbind(BindingId),
+    /// An unsubscribe command: the stream may end as unsubscribed.
+    Unsubscribe(SubscriberId),
+    /// A shutdown command: closes every binding, answers every bind.
+    Shutdown,
+    /// The runtime's report that a socket opened.
+    SocketOpened(BindingId),
+    /// The runtime's report that a socket did not open.
+    SocketFailed(BindingId),
+    /// The runtime's transmit outcome for a send.
+    Transmitted {
+        request: RequestId,
+        outcome: Result<usize, TransmitError>,
+    },
+    /// Any other input: no action's check depends on it.
+    Other,
+}
+
+impl Fed {
+    fn of(input: &Input) -> Fed {
+        match input {
+            Input::Command { request, command } => match command {
+                Command::Bind(_) => Fed::Bind(*request),
+                Command::Unbind { binding } => Fed::Unbind(*binding),
+                Command::Unsubscribe { subscriber } => Fed::Unsubscribe(*subscriber),
+                Command::Shutdown => Fed::Shutdown,
+                _ => Fed::Other,
+            },
+            Input::SocketOpened { binding, .. } => Fed::SocketOpened(*binding),
+            Input::SocketFailed { binding, .. } => Fed::SocketFailed(*binding),
+            Input::Transmitted { request, outcome } => Fed::Transmitted {
+                request: *request,
+                outcome: *outcome,
+            },
+            _ => Fed::Other,
+        }
+    }
+}
+
 /// How a live binding was closed, as the checker expects it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Cause {
@@ -484,7 +531,8 @@ pub struct Checker {
     wall: WallClock,
     now: Instant,
     step: u64,
-    input: Option<Input>,
+    /// The current step's input (`None` between steps).
+    input: Option<Fed>,
     // Hash maps with the engine's fixed hasher where the checker only looks
     // entries up: these grow with every binding and subscriber of a run.
     sockets: IdMap<BindingId, Socket>,
@@ -505,8 +553,9 @@ pub struct Checker {
     /// Commands waiting for their reply, oldest first. A list: there are few at
     /// once, and a request id may be in flight twice (a duplicate, refused at once).
     outstanding: Vec<Outstanding>,
-    /// Bindings closed during the current step, and why.
-    closed_now: BTreeMap<BindingId, Cause>,
+    /// Bindings closed during the current step, and why (a list: rarely
+    /// more than one, and most steps close none).
+    closed_now: Vec<(BindingId, Cause)>,
     /// Streams ended during the current step, for the close reason checks.
     ended_now: Vec<(SubscriberId, BindingId, CloseReason)>,
     /// Bindings the current step's input or actions name: the only ones whose
@@ -544,7 +593,7 @@ impl Checker {
             subscribers: IdMap::default(),
             finished: IdMap::default(),
             outstanding: Vec::new(),
-            closed_now: BTreeMap::new(),
+            closed_now: Vec::new(),
             ended_now: Vec::new(),
             touched: Vec::new(),
             tally: Tally::default(),
@@ -700,16 +749,7 @@ impl Checker {
             }
             Input::Transmitted { .. } | Input::SocketError { .. } | Input::Timeout => {}
         }
-        self.input = Some(match input {
-            // The actions' checks never look at a received payload again: keep
-            // none rather than one more reference to it.
-            Input::Datagram { binding, src, .. } => Input::Datagram {
-                binding: *binding,
-                src: *src,
-                payload: Bytes::new(),
-            },
-            other => other.clone(),
-        });
+        self.input = Some(Fed::of(input));
         Ok(())
     }
 
@@ -807,12 +847,8 @@ impl Checker {
 
     fn on_open(&mut self, binding: BindingId) -> Result<(), Violation> {
         let step = self.step;
-        let request = match &self.input {
-            Some(Input::Command {
-                request,
-                command: Command::Bind(_),
-            }) => *request,
-            _ => return Err(Violation::UnexpectedOpen { binding }),
+        let Some(Fed::Bind(request)) = self.input else {
+            return Err(Violation::UnexpectedOpen { binding });
         };
         let waiting = self
             .outstanding
@@ -850,15 +886,9 @@ impl Checker {
         let cause = if b.deadline <= self.now {
             Cause::Expired
         } else {
-            match &self.input {
-                Some(Input::Command {
-                    command: Command::Unbind { binding: target },
-                    ..
-                }) if *target == binding => Cause::Unbound,
-                Some(Input::Command {
-                    command: Command::Shutdown,
-                    ..
-                }) => Cause::Shutdown,
+            match self.input {
+                Some(Fed::Unbind(target)) if target == binding => Cause::Unbound,
+                Some(Fed::Shutdown) => Cause::Shutdown,
                 _ => {
                     return Err(Violation::LeaseEndedEarly {
                         binding,
@@ -881,7 +911,7 @@ impl Checker {
         }
         self.ended_now.retain(|&(_, of, _)| of != binding);
         self.tally.dropped_closed += b.pending;
-        self.closed_now.insert(binding, cause);
+        self.closed_now.push((binding, cause));
         Ok(())
     }
 
@@ -1050,11 +1080,7 @@ impl Checker {
         let fits = match reason {
             CloseReason::Expired | CloseReason::Unbound | CloseReason::Shutdown => true,
             CloseReason::Idle => s.idle,
-            CloseReason::Unsubscribed => matches!(
-                &self.input,
-                Some(Input::Command { command: Command::Unsubscribe { subscriber: target }, .. })
-                    if *target == subscriber
-            ),
+            CloseReason::Unsubscribed => self.input == Some(Fed::Unsubscribe(subscriber)),
         };
         if !fits {
             return Err(Violation::WrongCloseReason { subscriber, reason });
@@ -1073,7 +1099,7 @@ impl Checker {
 
     fn on_reply(&mut self, request: RequestId, reply: &Reply) -> Result<(), Violation> {
         let step = self.step;
-        let input = self.input.as_ref();
+        let input = self.input;
         // Among the commands this step may answer, the one of the reply's kind:
         // a request id may be in flight twice (a duplicate, refused at once).
         let candidates = || {
@@ -1106,12 +1132,8 @@ impl Checker {
         let now = self.now;
         match (&o.command, reply) {
             (Command::Bind(params), Reply::Bind(result)) => {
-                let opened = match (&self.input, o.waits) {
-                    (Some(Input::SocketOpened { binding, .. }), Waits::Socket(b))
-                        if *binding == b =>
-                    {
-                        Some(b)
-                    }
+                let opened = match (self.input, o.waits) {
+                    (Some(Fed::SocketOpened(binding)), Waits::Socket(b)) if binding == b => Some(b),
                     _ => None,
                 };
                 match (result, opened) {
@@ -1148,7 +1170,7 @@ impl Checker {
                 }
             }
             (Command::Unbind { binding }, Reply::Unbind(result)) => {
-                let unbound = self.closed_now.get(binding) == Some(&Cause::Unbound);
+                let unbound = self.closed_now.contains(&(*binding, Cause::Unbound));
                 match result {
                     Ok(id) if id == binding && unbound => Ok(()),
                     Ok(_) => Err(self.liveness(request, *binding, true)),
@@ -1160,8 +1182,8 @@ impl Checker {
             }
             (Command::Send { binding, .. }, Reply::Send(result)) => {
                 match (o.waits, result) {
-                    (Waits::Transmit, result) => match &self.input {
-                        Some(Input::Transmitted { outcome, .. })
+                    (Waits::Transmit, result) => match self.input {
+                        Some(Fed::Transmitted { outcome, .. })
                             if *result == outcome.map_err(SendError::Transmit) =>
                         {
                             Ok(())
@@ -1376,11 +1398,7 @@ impl Checker {
     fn end_step(&mut self) -> Result<(), Violation> {
         let step = self.step;
         let input = self.input.take();
-        if let Some(o) = self
-            .outstanding
-            .iter()
-            .find(|o| answerable(o, step, input.as_ref()))
-        {
+        if let Some(o) = self.outstanding.iter().find(|o| answerable(o, step, input)) {
             return Err(Violation::Unanswered {
                 request: o.request,
                 command: command_name(&o.command),
@@ -1590,21 +1608,14 @@ fn same_counts<const N: usize>(counts: [(&'static str, u64, u64); N]) -> Result<
 
 /// Whether `o` may be answered in this step: fed in it, or waiting for the
 /// outcome this step's input reports (or cancelled by this step's shutdown).
-fn answerable(o: &Outstanding, step: u64, input: Option<&Input>) -> bool {
+fn answerable(o: &Outstanding, step: u64, input: Option<Fed>) -> bool {
     match (o.waits, input) {
         (Waits::Reply, _) => o.step == step,
-        (
-            Waits::Socket(b),
-            Some(Input::SocketOpened { binding, .. } | Input::SocketFailed { binding, .. }),
-        ) => b == *binding,
-        (
-            Waits::Socket(_),
-            Some(Input::Command {
-                command: Command::Shutdown,
-                ..
-            }),
-        ) => true,
-        (Waits::Transmit, Some(Input::Transmitted { request, .. })) => *request == o.request,
+        (Waits::Socket(b), Some(Fed::SocketOpened(binding) | Fed::SocketFailed(binding))) => {
+            b == binding
+        }
+        (Waits::Socket(_), Some(Fed::Shutdown)) => true,
+        (Waits::Transmit, Some(Fed::Transmitted { request, .. })) => request == o.request,
         _ => false,
     }
 }
