@@ -733,12 +733,14 @@ impl Checker {
             }
             Input::SubscriberGone { subscriber } => {
                 if let Some(s) = self.subscribers.remove(subscriber) {
+                    self.touched.push(s.binding);
                     self.buffered -= s.in_flight.iter().sum::<usize>();
                     self.forget_subscriber(*subscriber, s.binding);
                 }
             }
             Input::Credit { subscriber, credit } => {
                 if let Some(s) = self.subscribers.get_mut(subscriber) {
+                    self.touched.push(s.binding);
                     let written = s.in_flight.len().min(*credit as usize);
                     self.buffered -= s.in_flight.drain(..written).sum::<usize>();
                     s.credit = s
@@ -762,9 +764,8 @@ impl Checker {
             | Input::Datagram { binding, .. }
             | Input::KernelDrops { binding, .. }
             | Input::SocketError { binding, .. } => Some(*binding),
-            Input::SubscriberGone { subscriber } | Input::Credit { subscriber, .. } => {
-                of_subscriber(subscriber)
-            }
+            // Marked where `on_input` looks the subscriber up anyway.
+            Input::SubscriberGone { .. } | Input::Credit { .. } => None,
             Input::Transmitted { request, .. } => self.outstanding.iter().find_map(|o| match o {
                 Outstanding {
                     request: r,
@@ -789,17 +790,10 @@ impl Checker {
 
     /// Observes one action drained from the engine.
     pub fn on_action(&mut self, action: &Action) -> Result<(), Violation> {
-        let touched = match action {
-            Action::Deliver { subscriber, .. } | Action::EndStream { subscriber, .. } => {
-                self.subscribers.get(subscriber).map(|s| s.binding)
-            }
-            Action::PauseReads { binding } | Action::ResumeReads { binding } => Some(*binding),
-            _ => None,
-        };
-        if let Some(binding) = touched {
-            if !self.touched.contains(&binding) {
-                self.touched.push(binding);
-            }
+        // Deliveries and stream ends touch their subscriber's binding: marked
+        // where the subscriber is looked up anyway.
+        if let Action::PauseReads { binding } | Action::ResumeReads { binding } = action {
+            touch(&mut self.touched, *binding);
         }
         match action {
             Action::OpenSocket { binding, .. } => self.on_open(*binding),
@@ -915,20 +909,13 @@ impl Checker {
         Ok(())
     }
 
-    /// Whether every subscriber of `b` is out of credit with datagrams
-    /// waiting: when the engine must pause its reads.
-    fn backlogged(&self, b: &LiveBinding) -> bool {
-        b.pending > 0
-            && !b.subscribers.is_empty()
-            && b.subscribers
-                .iter()
-                .all(|id| self.subscribers.get(id).is_none_or(|s| s.credit == 0))
-    }
-
     fn on_pause(&mut self, binding: BindingId) -> Result<(), Violation> {
         let unexpected = Violation::UnexpectedPause { binding };
         let b = self.live.get(&binding).ok_or(unexpected.clone())?;
-        if b.reads != Reads::On || !self.backlogged(b) || self.config.max_read_pause.is_zero() {
+        if b.reads != Reads::On
+            || !backlogged(b, &self.subscribers)
+            || self.config.max_read_pause.is_zero()
+        {
             return Err(unexpected);
         }
         let until = self.now + self.config.max_read_pause;
@@ -948,7 +935,7 @@ impl Checker {
         let reads = if until <= self.now {
             // The pause ran to its limit.
             Reads::Overrun
-        } else if !self.backlogged(b) {
+        } else if !backlogged(b, &self.subscribers) {
             Reads::On
         } else {
             return Err(unexpected);
@@ -1006,6 +993,7 @@ impl Checker {
                 None => Violation::UnknownSubscriber { subscriber },
             });
         };
+        touch(&mut self.touched, s.binding);
         if s.credit == 0 {
             return Err(Violation::CreditExceeded {
                 subscriber,
@@ -1076,6 +1064,7 @@ impl Checker {
                 Violation::UnknownSubscriber { subscriber }
             });
         };
+        touch(&mut self.touched, s.binding);
         self.buffered -= s.in_flight.iter().sum::<usize>();
         let fits = match reason {
             CloseReason::Expired | CloseReason::Unbound | CloseReason::Shutdown => true,
@@ -1435,38 +1424,49 @@ impl Checker {
         rings + in_flight
     }
 
-    /// Each touched binding's reads against its subscribers (`every_binding`:
-    /// each live binding's): paused while they are all behind, unless a pause
-    /// already ran out since they last caught up; not paused otherwise.
-    fn check_reads(&mut self, every_binding: bool) -> Result<(), Violation> {
+    /// A live binding's reads and counters, once a step is drained (a binding
+    /// not live any more is skipped: its close was checked, and the engine-wide
+    /// sums keep what it counted).
+    ///
+    /// Reads against its subscribers: paused while they are all behind, unless
+    /// a pause already ran out since they last caught up; not paused otherwise.
+    /// Counters: balanced, and each equal to this checker's count for it.
+    fn check_binding(&mut self, engine: &Engine, binding: BindingId) -> Result<(), Violation> {
         let pausing = !self.config.max_read_pause.is_zero();
-        let mut caught_up = Vec::new();
-        let checked: &mut dyn Iterator<Item = &BindingId> = if every_binding {
-            &mut self.live.keys()
-        } else {
-            &mut self.touched.iter()
+        let Some(b) = self.live.get_mut(&binding) else {
+            return Ok(());
         };
-        for binding in checked {
-            let Some(b) = self.live.get(binding) else {
-                continue;
-            };
-            match (b.reads, self.backlogged(b)) {
-                (Reads::On, true) if pausing => {
-                    return Err(Violation::MissedPause { binding: *binding })
-                }
-                (Reads::Paused { .. }, false) => {
-                    return Err(Violation::MissedResume { binding: *binding })
-                }
-                (Reads::Overrun, false) => caught_up.push(*binding),
-                _ => {}
-            }
+        match (b.reads, backlogged(b, &self.subscribers)) {
+            (Reads::On, true) if pausing => return Err(Violation::MissedPause { binding }),
+            (Reads::Paused { .. }, false) => return Err(Violation::MissedResume { binding }),
+            (Reads::Overrun, false) => b.reads = Reads::On,
+            _ => {}
         }
-        for binding in caught_up {
-            if let Some(b) = self.live.get_mut(&binding) {
-                b.reads = Reads::On;
-            }
+        let Some(c) = engine.binding_counters(&binding) else {
+            return Err(self.bindings_mismatch(engine));
+        };
+        let balanced =
+            c.received == c.delivered + c.dropped_overflow + c.dropped_memory + c.pending;
+        // One comparison of all the counts; which one differs is only worked
+        // out (below) when one does.
+        if balanced && b.tally.counts() == datagram_counts!(c) && b.pending == c.pending {
+            return Ok(());
         }
-        Ok(())
+        if !balanced {
+            return Err(Violation::BindingCountersUnbalanced {
+                binding,
+                counters: Box::new(c),
+            });
+        }
+        same_counts(b.tally.against(datagram_counts!(c)))?;
+        same_counts([("pending", c.pending, b.pending)])
+    }
+
+    fn bindings_mismatch(&self, engine: &Engine) -> Violation {
+        Violation::BindingsMismatch {
+            engine: engine.binding_count(),
+            expected: self.live.len(),
+        }
     }
 
     /// `every_binding`: each live binding's counters, not only the touched ones'.
@@ -1492,34 +1492,20 @@ impl Checker {
                 overdue: self.now - until,
             });
         }
-        self.check_reads(every_binding)?;
-        let bindings_mismatch = || Violation::BindingsMismatch {
-            engine: engine.binding_count(),
-            expected: self.live.len(),
-        };
         if engine.binding_count() != self.live.len() {
-            return Err(bindings_mismatch());
+            return Err(self.bindings_mismatch(engine));
         }
-        let checked: &mut dyn Iterator<Item = (&BindingId, &LiveBinding)> = if every_binding {
-            &mut self.live.iter()
-        } else {
-            &mut self
-                .touched
-                .iter()
-                .filter_map(|id| self.live.get(id).map(|b| (id, b)))
-        };
-        for (&binding, b) in checked {
-            let c = engine
-                .binding_counters(&binding)
-                .ok_or_else(bindings_mismatch)?;
-            if c.received != c.delivered + c.dropped_overflow + c.dropped_memory + c.pending {
-                return Err(Violation::BindingCountersUnbalanced {
-                    binding,
-                    counters: Box::new(c),
-                });
+        if every_binding {
+            let every: Vec<BindingId> = self.live.keys().copied().collect();
+            for binding in every {
+                self.check_binding(engine, binding)?;
             }
-            same_counts(b.tally.against(datagram_counts!(c)))?;
-            same_counts([("pending", c.pending, b.pending)])?;
+        } else {
+            // By index: `check_binding` needs `self` mutably, and this list
+            // does not change meanwhile.
+            for i in 0..self.touched.len() {
+                self.check_binding(engine, self.touched[i])?;
+            }
         }
         if engine.subscriber_count() != self.subscribers.len() {
             return Err(Violation::SubscribersMismatch {
@@ -1577,7 +1563,35 @@ impl Checker {
     }
 }
 
+/// Marks `binding` as touched by the current step, once.
+fn touch(touched: &mut Vec<BindingId>, binding: BindingId) {
+    if !touched.contains(&binding) {
+        touched.push(binding);
+    }
+}
+
+/// Whether every subscriber of `b` is out of credit with datagrams waiting:
+/// when the engine must pause its reads.
+fn backlogged(b: &LiveBinding, subscribers: &IdMap<SubscriberId, LiveSubscriber>) -> bool {
+    b.pending > 0
+        && !b.subscribers.is_empty()
+        && b.subscribers
+            .iter()
+            .all(|id| subscribers.get(id).is_none_or(|s| s.credit == 0))
+}
+
 impl DatagramTally {
+    /// The counts, in the order of [`datagram_counts!`].
+    fn counts(&self) -> [u64; 5] {
+        [
+            self.received,
+            self.delivered,
+            self.dropped_overflow,
+            self.dropped_memory,
+            self.dropped_kernel,
+        ]
+    }
+
     /// The engine's counts (from [`datagram_counts!`]) next to these, named,
     /// for [`same_counts`].
     fn against(&self, engine: [u64; 5]) -> [(&'static str, u64, u64); 5] {
