@@ -1142,7 +1142,7 @@ impl Checker {
                                 lease: expected,
                                 deadline,
                                 renew_on_traffic: params.renew_on_traffic,
-                                ring: Ring::new(),
+                                ring: Ring::with_capacity(self.config.ring_datagrams),
                                 pending: 0,
                                 subscribers: Vec::new(),
                                 reads: Reads::On,
