@@ -542,10 +542,12 @@ pub struct Checker {
     /// Payload bytes the engine should hold: every live ring plus every
     /// subscriber's events in flight (kept up to date, not summed every step).
     buffered: usize,
-    /// No live binding's deadline is earlier (traffic only moves deadlines later,
-    /// so only binds and heartbeats lower it): the live bindings are looked at for
-    /// an overdue lease only once `now` reaches it.
-    earliest_deadline: Option<Instant>,
+    /// No live binding's deadline, nor any paused binding's pause limit, is
+    /// earlier (traffic only moves deadlines later, and resumes and closes only
+    /// take limits away, so only binds, heartbeats and pauses lower it): the
+    /// live and paused bindings are looked at for an overdue lease or pause
+    /// only once `now` reaches it.
+    next_due: Option<Instant>,
     next_serial: u64,
     subscribers: IdMap<SubscriberId, LiveSubscriber>,
     /// Subscribers whose stream ended or went away, with their binding.
@@ -568,6 +570,8 @@ pub struct Checker {
     paused: Vec<(BindingId, Instant)>,
     /// Whether a datagram fed for a paused binding is let through.
     reads_while_paused: bool,
+    /// Whether the engine pauses reads at all (a non-zero `max_read_pause`).
+    pausing: bool,
     /// Whether the current step changed what only the engine-wide counters
     /// show (a socket opened or closed, a datagram for no live binding):
     /// then they are summed and compared, else each touched binding's own.
@@ -587,7 +591,7 @@ impl Checker {
             sockets: IdMap::default(),
             open_sockets: 0,
             live: IdMap::default(),
-            earliest_deadline: None,
+            next_due: None,
             buffered: 0,
             next_serial: 0,
             subscribers: IdMap::default(),
@@ -600,6 +604,7 @@ impl Checker {
             shut_down: false,
             paused: Vec::new(),
             reads_while_paused: false,
+            pausing: !engine.config().max_read_pause.is_zero(),
             engine_wide: false,
         }
     }
@@ -912,10 +917,7 @@ impl Checker {
     fn on_pause(&mut self, binding: BindingId) -> Result<(), Violation> {
         let unexpected = Violation::UnexpectedPause { binding };
         let b = self.live.get(&binding).ok_or(unexpected.clone())?;
-        if b.reads != Reads::On
-            || !backlogged(b, &self.subscribers)
-            || self.config.max_read_pause.is_zero()
-        {
+        if b.reads != Reads::On || !backlogged(b, &self.subscribers) || !self.pausing {
             return Err(unexpected);
         }
         let until = self.now + self.config.max_read_pause;
@@ -923,6 +925,7 @@ impl Checker {
             b.reads = Reads::Paused { until };
         }
         self.paused.push((binding, until));
+        self.lower_next_due(until);
         Ok(())
     }
 
@@ -1007,20 +1010,20 @@ impl Checker {
         };
         s.in_flight.push_back(bytes);
         self.buffered += bytes;
-        let unreported = Violation::UnnumberedDropsUnreported {
-            subscriber,
-            missed: s.unnumbered_missed,
-        };
+        let unreported = |missed| Violation::UnnumberedDropsUnreported { subscriber, missed };
         let d = match event {
             Event::Lagged { missed } => {
                 // A notice reports every kernel drop owed; the rest is a gap
                 // in the sequence numbers.
-                let gap = missed.checked_sub(s.unnumbered_missed).ok_or(unreported)?;
+                let owed = s.unnumbered_missed;
+                let gap = missed.checked_sub(owed).ok_or_else(|| unreported(owed))?;
                 s.unnumbered_missed = 0;
                 s.lagged = s.lagged.saturating_add(gap);
                 return Ok(());
             }
-            Event::Datagram(_) if s.unnumbered_missed > 0 => return Err(unreported),
+            Event::Datagram(_) if s.unnumbered_missed > 0 => {
+                return Err(unreported(s.unnumbered_missed))
+            }
             Event::Datagram(d) => d,
         };
         let wrong = || Violation::WrongDatagram {
@@ -1134,7 +1137,7 @@ impl Checker {
                         );
                         let deadline = now + expected.as_duration();
                         self.check_lease(b, expected, deadline, info.lease, info.expires_at)?;
-                        self.lower_earliest_deadline(deadline);
+                        self.lower_next_due(deadline);
                         self.live.insert(
                             b,
                             LiveBinding {
@@ -1211,7 +1214,7 @@ impl Checker {
                     };
                     let deadline = now + expected.as_duration();
                     self.check_lease(*binding, expected, deadline, info.lease, info.expires_at)?;
-                    self.lower_earliest_deadline(deadline);
+                    self.lower_next_due(deadline);
                     if let Some(b) = self.live.get_mut(binding) {
                         b.lease = expected;
                         b.deadline = deadline;
@@ -1369,8 +1372,8 @@ impl Checker {
         }
     }
 
-    fn lower_earliest_deadline(&mut self, deadline: Instant) {
-        self.earliest_deadline = Some(self.earliest_deadline.map_or(deadline, |e| e.min(deadline)));
+    fn lower_next_due(&mut self, at: Instant) {
+        self.next_due = Some(self.next_due.map_or(at, |e| e.min(at)));
     }
 
     fn liveness(&self, request: RequestId, binding: BindingId, live: bool) -> Violation {
@@ -1432,7 +1435,7 @@ impl Checker {
     /// a pause already ran out since they last caught up; not paused otherwise.
     /// Counters: balanced, and each equal to this checker's count for it.
     fn check_binding(&mut self, engine: &Engine, binding: BindingId) -> Result<(), Violation> {
-        let pausing = !self.config.max_read_pause.is_zero();
+        let pausing = self.pausing;
         let Some(b) = self.live.get_mut(&binding) else {
             return Ok(());
         };
@@ -1471,8 +1474,8 @@ impl Checker {
 
     /// `every_binding`: each live binding's counters, not only the touched ones'.
     fn check_engine(&mut self, engine: &Engine, every_binding: bool) -> Result<(), Violation> {
-        if self.earliest_deadline.is_some_and(|at| at <= self.now) {
-            self.earliest_deadline = None;
+        if self.next_due.is_some_and(|at| at <= self.now) {
+            self.next_due = None;
             for (&binding, b) in &self.live {
                 if b.deadline <= self.now {
                     return Err(Violation::LeaseOverdue {
@@ -1480,17 +1483,17 @@ impl Checker {
                         overdue: self.now - b.deadline,
                     });
                 }
-                self.earliest_deadline = Some(
-                    self.earliest_deadline
-                        .map_or(b.deadline, |e| e.min(b.deadline)),
-                );
+                self.next_due = Some(self.next_due.map_or(b.deadline, |e| e.min(b.deadline)));
             }
-        }
-        if let Some(&(binding, until)) = self.paused.iter().find(|(_, until)| *until <= self.now) {
-            return Err(Violation::PauseOverdue {
-                binding,
-                overdue: self.now - until,
-            });
+            for &(binding, until) in &self.paused {
+                if until <= self.now {
+                    return Err(Violation::PauseOverdue {
+                        binding,
+                        overdue: self.now - until,
+                    });
+                }
+                self.next_due = Some(self.next_due.map_or(until, |e| e.min(until)));
+            }
         }
         if engine.binding_count() != self.live.len() {
             return Err(self.bindings_mismatch(engine));
