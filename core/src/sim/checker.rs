@@ -864,12 +864,11 @@ impl Checker {
     }
 
     fn on_close(&mut self, binding: BindingId) -> Result<(), Violation> {
-        match self.sockets.get(&binding).copied() {
-            Some(Socket::Open) => {}
+        match self.sockets.get_mut(&binding) {
+            Some(s @ Socket::Open) => *s = Socket::Closed,
             Some(Socket::Closed) => return Err(Violation::SocketClosedTwice { binding }),
             Some(Socket::Opening) | None => return Err(Violation::UnknownSocketClosed { binding }),
         }
-        self.sockets.insert(binding, Socket::Closed);
         self.open_sockets -= 1;
         self.tally.closed += 1;
         self.engine_wide = true;
@@ -1145,7 +1144,10 @@ impl Checker {
                                 lease: expected,
                                 deadline,
                                 renew_on_traffic: params.renew_on_traffic,
-                                ring: Ring::with_capacity(self.config.ring_datagrams),
+                                // A full ring holds one more for a moment, in `push`.
+                                ring: Ring::with_capacity(
+                                    self.config.ring_datagrams.saturating_add(1),
+                                ),
                                 pending: 0,
                                 subscribers: Vec::new(),
                                 reads: Reads::On,
