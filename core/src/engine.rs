@@ -404,7 +404,6 @@ impl Engine {
             self.counters.dropped_unbound += 1;
             return;
         };
-        let received_at = self.wall.at(now);
         let b = &mut self.bindings[key];
         b.counters.received += 1;
         b.counters.received_bytes += payload.len() as u64;
@@ -422,7 +421,7 @@ impl Engine {
                 if let Some(s) = self.subscribers.get_mut(&id) {
                     s.missed = s.missed.saturating_add(1);
                     b.counters.missed = b.counters.missed.saturating_add(1);
-                    s.pump(id, b, &mut self.actions, &mut self.buffered);
+                    s.pump(id, b, &self.wall, &mut self.actions, &mut self.buffered);
                 }
             }
             self.update_reads(key);
@@ -432,7 +431,7 @@ impl Engine {
         let entry = Entry {
             src,
             payload,
-            received_at,
+            received_at: now,
             delivered: false,
         };
         let held = b.ring.bytes();
@@ -446,7 +445,7 @@ impl Engine {
             let id = b.subscribers[i];
             if let Some(s) = self.subscribers.get_mut(&id) {
                 s.last_activity = now;
-                s.pump(id, b, &mut self.actions, &mut self.buffered);
+                s.pump(id, b, &self.wall, &mut self.actions, &mut self.buffered);
             }
         }
         self.update_reads(key);
@@ -539,7 +538,7 @@ impl Engine {
                 s.missed = s.missed.saturating_add(count);
                 b.counters.missed = b.counters.missed.saturating_add(count);
                 s.last_activity = now;
-                s.pump(id, b, &mut self.actions, &mut self.buffered);
+                s.pump(id, b, &self.wall, &mut self.actions, &mut self.buffered);
             }
         }
         self.update_reads(key);
@@ -570,6 +569,7 @@ impl Engine {
             s.pump(
                 subscriber,
                 &mut self.bindings[key],
+                &self.wall,
                 &mut self.actions,
                 &mut self.buffered,
             );
@@ -907,7 +907,7 @@ impl Engine {
             request,
             reply: Reply::Subscribe(Ok(id)),
         });
-        s.pump(id, b, &mut self.actions, &mut self.buffered);
+        s.pump(id, b, &self.wall, &mut self.actions, &mut self.buffered);
         self.subscribers.insert(id, s);
         self.update_reads(key);
     }

@@ -10,7 +10,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::time::SystemTime;
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -21,8 +21,10 @@ pub struct Entry {
     pub src: SocketAddr,
     /// Its bytes.
     pub payload: Bytes,
-    /// When it was received, on the engine's wall clock.
-    pub received_at: SystemTime,
+    /// When it was received. Kept monotonic: it becomes wall-clock time
+    /// (`Datagram::received_at`) only when it is delivered, which many
+    /// datagrams never are.
+    pub received_at: Instant,
     /// Delivered to at least one subscriber.
     pub delivered: bool,
 }
@@ -56,9 +58,12 @@ impl Ring {
     /// `max_datagrams`: up to [`Ring::INITIAL_ROOM`] of them, so a new
     /// binding's first few datagrams do not regrow it (0 -> 4 -> 8 -> 16
     /// entries) while a ring that stays small never reserves its whole bound.
+    /// A full ring holds one more for a moment (in [`Ring::push`], before the
+    /// oldest goes), so that one is made room for too.
     pub fn with_capacity(max_datagrams: usize) -> Self {
+        let room = max_datagrams.saturating_add(1).min(Self::INITIAL_ROOM);
         Ring {
-            entries: VecDeque::with_capacity(max_datagrams.min(Self::INITIAL_ROOM)),
+            entries: VecDeque::with_capacity(room),
             ..Ring::new()
         }
     }
@@ -132,7 +137,7 @@ mod tests {
         Entry {
             src: SocketAddr::from(([127, 0, 0, 1], 9)),
             payload: Bytes::from(vec![0; len]),
-            received_at: SystemTime::UNIX_EPOCH,
+            received_at: Instant::now(),
             delivered: false,
         }
     }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use crate::action::{Action, Datagram, Event};
 use crate::binding::Binding;
 use crate::id::{Seq, SubscriberId};
+use crate::wallclock::WallClock;
 
 #[derive(Debug)]
 pub(crate) struct Subscriber {
@@ -95,6 +96,7 @@ impl Subscriber {
         &mut self,
         id: SubscriberId,
         binding: &mut Binding,
+        wall: &WallClock,
         out: &mut VecDeque<Action>,
         buffered: &mut usize,
     ) {
@@ -135,7 +137,9 @@ impl Subscriber {
                     seq: Seq(seq),
                     src: entry.src,
                     payload: entry.payload.clone(),
-                    received_at: entry.received_at,
+                    // Dated on the wall clock only when delivered: many
+                    // datagrams never are (no subscriber, or evicted first).
+                    received_at: wall.at(entry.received_at),
                 }),
             });
             binding.counters.deliveries += 1;

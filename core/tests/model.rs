@@ -44,6 +44,12 @@ fn config() -> Config {
 }
 
 /// The wall clock at the start of every case, so deadlines read back as offsets.
+/// A receive instant for the model's ring entries, which only count lengths.
+fn filler_instant() -> Instant {
+    static AT: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *AT.get_or_init(Instant::now)
+}
+
 fn anchor() -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)
 }
@@ -621,7 +627,7 @@ impl Model {
                 let entry = RingEntry {
                     src: SocketAddr::from(([127, 0, 0, 1], 9)),
                     payload: Bytes::from(vec![0; len]),
-                    received_at: SystemTime::UNIX_EPOCH,
+                    received_at: filler_instant(),
                     delivered: false,
                 };
                 let lost = b.ring.push(entry, RING_DATAGRAMS, RING_BYTES);

@@ -705,7 +705,7 @@ impl Checker {
                         let entry = Entry {
                             src: *src,
                             payload: payload.clone(),
-                            received_at: self.wall.at(now),
+                            received_at: now,
                             delivered: false,
                         };
                         let lost =
@@ -1033,6 +1033,7 @@ impl Checker {
         if d.binding != s.binding {
             return Err(wrong());
         }
+        let wall = self.wall;
         let b = self.live.get_mut(&s.binding).ok_or_else(wrong)?;
         let held = b
             .ring
@@ -1040,7 +1041,9 @@ impl Checker {
             .filter(|h| {
                 h.src == d.src
                     && same_bytes(&h.payload, &d.payload)
-                    && h.received_at == d.received_at
+                    // The engine holds the receive instant too, and dates
+                    // the event on its wall clock only now (so does this).
+                    && wall.at(h.received_at) == d.received_at
             })
             .ok_or_else(wrong)?;
         let expected = s.next.saturating_add(s.lagged);
@@ -1148,10 +1151,7 @@ impl Checker {
                                 lease: expected,
                                 deadline,
                                 renew_on_traffic: params.renew_on_traffic,
-                                // A full ring holds one more for a moment, in `push`.
-                                ring: Ring::with_capacity(
-                                    self.config.ring_datagrams.saturating_add(1),
-                                ),
+                                ring: Ring::with_capacity(self.config.ring_datagrams),
                                 pending: 0,
                                 subscribers: Vec::new(),
                                 reads: Reads::On,
