@@ -9,6 +9,7 @@ use bytes::Bytes;
 
 use super::agenda::Agenda;
 use super::clock::nanos;
+use super::rng::micros;
 use super::SimRng;
 
 /// How the simulated network mistreats datagrams.
@@ -74,12 +75,18 @@ pub struct Network {
     /// By arrival time, then by send order so ties stay deterministic.
     in_flight: Agenda<InFlight>,
     stats: NetworkStats,
+    /// `config.delay` in whole microseconds (what a draw resolves).
+    delay_micros: (u64, u64),
+    /// `config.delay.end()` in nanoseconds: a held-back copy's extra delay.
+    hold_back: u64,
 }
 
 impl Network {
     /// A network with `config`, drawing its mischief from `rng`.
     pub fn new(config: NetworkConfig, rng: SimRng) -> Self {
         Network {
+            delay_micros: (micros(*config.delay.start()), micros(*config.delay.end())),
+            hold_back: nanos(*config.delay.end()),
             config,
             rng,
             in_flight: Agenda::new(),
@@ -99,29 +106,27 @@ impl Network {
             self.stats.lost += 1;
             return;
         }
-        let copies = if self.rng.chance(self.config.duplicate_per_mille) {
+        if self.rng.chance(self.config.duplicate_per_mille) {
             self.stats.duplicated += 1;
-            2
-        } else {
-            1
-        };
-        let mut datagram = Some(datagram);
-        for copy in 1..=copies {
-            let mut delay = self.rng.nanos(self.config.delay.clone());
-            if self.rng.chance(self.config.reorder_per_mille) {
-                self.stats.held_back += 1;
-                delay = delay.saturating_add(nanos(*self.config.delay.end()));
-            }
-            // The last copy takes the datagram itself.
-            let this = if copy == copies {
-                datagram.take()
-            } else {
-                datagram.clone()
-            };
-            if let Some(this) = this {
-                self.in_flight.push(now.saturating_add(delay), this);
-            }
+            let at = self.arrival(now);
+            self.in_flight.push(at, datagram.clone());
         }
+        let at = self.arrival(now);
+        self.in_flight.push(at, datagram);
+    }
+
+    /// When a copy sent at `now` arrives: a delay drawn from the config's
+    /// range, plus its end for a copy held back.
+    fn arrival(&mut self, now: u64) -> u64 {
+        // The range in microseconds, as `SimRng::nanos` draws it, converted
+        // once rather than per copy.
+        let (lo, hi) = self.delay_micros;
+        let mut delay = self.rng.in_range(lo..=hi).saturating_mul(1000);
+        if self.rng.chance(self.config.reorder_per_mille) {
+            self.stats.held_back += 1;
+            delay = delay.saturating_add(self.hold_back);
+        }
+        now.saturating_add(delay)
     }
 
     /// When the next datagram arrives.

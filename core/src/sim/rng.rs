@@ -31,7 +31,7 @@ fn splitmix64(state: &mut u64) -> u64 {
 /// `d` in whole microseconds, saturated at `u64::MAX` (half a million years).
 /// In 64-bit arithmetic: `Duration::as_micros` works in 128 bits, and this
 /// runs for most of the simulation's draws.
-fn micros(d: Duration) -> u64 {
+pub(crate) fn micros(d: Duration) -> u64 {
     d.as_secs()
         .saturating_mul(1_000_000)
         .saturating_add(u64::from(d.subsec_micros()))
