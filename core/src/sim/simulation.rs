@@ -273,8 +273,42 @@ struct SimSocket {
     stash: std::collections::VecDeque<Read>,
 }
 
+impl SimSocket {
+    /// The reader takes the next datagram (one it holds from before a
+    /// pause, else the kernel's oldest) unless reads are paused or it is busy.
+    fn next_read(&mut self) -> Option<Read> {
+        if self.reading || self.paused_until.is_some() {
+            return None;
+        }
+        let read = match self.stash.pop_front() {
+            Some(read) => read,
+            None => {
+                let (src, payload) = self.queue.pop_front()?;
+                Read {
+                    src,
+                    payload,
+                    drops: std::mem::take(&mut self.drops),
+                }
+            }
+        };
+        self.reading = true;
+        Some(read)
+    }
+}
+
 /// First port of the simulated peers.
 const PEER_PORT: u16 = 9000;
+
+/// Row `i` is 64 bytes of `i`: what peer `i` (modulo 256) sends.
+static PEER_PAYLOADS: [[u8; 64]; 256] = {
+    let mut rows = [[0u8; 64]; 256];
+    let mut i = 0;
+    while i < 256 {
+        rows[i] = [i as u8; 64];
+        i += 1;
+    }
+    rows
+};
 
 /// A whole simulated deployment around one [`Engine`], checked by a [`Checker`]
 /// at every step.
@@ -302,8 +336,6 @@ pub struct Simulation {
     host: Host,
     clients: Vec<Client>,
     peers: Vec<SocketAddr>,
-    /// Each peer's payload bytes; a datagram is a slice of them (no allocation per send).
-    peer_payloads: Vec<Bytes>,
     queue: Agenda<Scheduled>,
     runtime_rng: SimRng,
     client_rng: SimRng,
@@ -346,10 +378,6 @@ impl Simulation {
                 SocketAddr::from((Ipv4Addr::LOCALHOST, port))
             })
             .collect();
-        // A peer sends up to 63 bytes of its own index.
-        let peer_payloads = (0..config.peers)
-            .map(|i| Bytes::from(vec![i as u8; 64]))
-            .collect();
         Ok(Simulation {
             network: Network::new(config.network.clone(), SimRng::new(seed, NETWORK_STREAM)),
             host: Host::new(config.fd_limit),
@@ -368,7 +396,6 @@ impl Simulation {
             },
             clients,
             peers,
-            peer_payloads,
             queue: Agenda::new(),
             runtime_rng: SimRng::new(seed, RUNTIME_STREAM),
             client_rng,
@@ -760,7 +787,10 @@ impl Simulation {
                 .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, 49_152)))
         };
         let len = self.peer_rng.index(64);
-        let payload = self.peer_payloads[i].slice(..len);
+        // Up to 63 bytes of the peer's index (modulo 256), from a static
+        // table: no allocation per send, and copies of a static `Bytes` are
+        // plain copies where a shared one counts references.
+        let payload = Bytes::from_static(&PEER_PAYLOADS[i % 256][..len]);
         let datagram = InFlight {
             from: self.peers[i],
             to,
@@ -777,24 +807,17 @@ impl Simulation {
     /// else the kernel's oldest) unless reads are paused or it is busy; it
     /// reaches the engine a moment later, maybe after the pause or the close.
     fn start_read(&mut self, binding: BindingId) {
-        let Some(socket) = self.sockets.get_mut(&binding) else {
-            return;
-        };
-        if socket.reading || socket.paused_until.is_some() {
-            return;
+        if let Some(read) = self
+            .sockets
+            .get_mut(&binding)
+            .and_then(SimSocket::next_read)
+        {
+            self.read_in_flight(binding, read);
         }
-        let read = match socket.stash.pop_front() {
-            Some(read) => read,
-            None => match socket.queue.pop_front() {
-                Some((src, payload)) => Read {
-                    src,
-                    payload,
-                    drops: std::mem::take(&mut socket.drops),
-                },
-                None => return,
-            },
-        };
-        socket.reading = true;
+    }
+
+    /// A read taken from a socket reaches the engine a moment later.
+    fn read_in_flight(&mut self, binding: BindingId, read: Read) {
         let delay = self
             .runtime_rng
             .nanos(Duration::ZERO..=Duration::from_millis(1));
@@ -837,6 +860,7 @@ impl Simulation {
     /// A datagram reaches its destination address.
     fn arrive(&mut self, datagram: InFlight) {
         if let Some(binding) = self.host.socket_at(datagram.to) {
+            // One lookup of the socket for both the kernel and the reader.
             if let Some(socket) = self.sockets.get_mut(&binding) {
                 if socket.queue.len() >= self.config.kernel_buffer {
                     socket.drops += 1;
@@ -844,8 +868,10 @@ impl Simulation {
                 } else {
                     socket.queue.push_back((datagram.from, datagram.payload));
                 }
+                if let Some(read) = socket.next_read() {
+                    self.read_in_flight(binding, read);
+                }
             }
-            self.start_read(binding);
         } else if self.peers.contains(&datagram.to) {
             if !self.stopping && self.peer_rng.chance(400) {
                 let echo = InFlight {
