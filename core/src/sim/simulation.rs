@@ -346,6 +346,11 @@ pub struct Simulation {
     streams: IdMap<SubscriberId, usize>,
     /// The open sockets' kernel buffers and readers.
     sockets: IdMap<BindingId, SimSocket>,
+    /// The bound clients (index and address), in client order: what a
+    /// waking peer picks from. Updated after each reply and stream end (the
+    /// only times a client gains or loses its binding) rather than gathered
+    /// from every client at every peer wake.
+    bound: Vec<(usize, SocketAddr)>,
     /// What a waking client does, kept to reuse its memory.
     intents: Vec<Intent>,
     /// The engine deadline the runtime's timer is armed for, and when it
@@ -404,6 +409,7 @@ impl Simulation {
             next_request: 1,
             streams: IdMap::default(),
             sockets: IdMap::default(),
+            bound: Vec::new(),
             intents: Vec::new(),
             timer: None,
             stopping: false,
@@ -626,7 +632,11 @@ impl Simulation {
             Action::EndStream { subscriber, reason } => {
                 self.stats.streams_ended.count(reason);
                 if let Some(owner) = self.streams.remove(&subscriber) {
+                    let before = self.clients[owner].bound_addr();
                     self.clients[owner].on_end(subscriber, reason);
+                    if self.clients[owner].bound_addr() != before {
+                        self.note_binding(owner);
+                    }
                 }
             }
             Action::Reply { request, reply } => self.answer(request, reply),
@@ -660,7 +670,11 @@ impl Simulation {
                 self.stats.resumed += 1;
             }
         }
+        let before = self.clients[i].bound_addr();
         self.clients[i].on_reply(&mut self.client_rng, &command, &reply);
+        if self.clients[i].bound_addr() != before {
+            self.note_binding(i);
+        }
     }
 
     fn run_scheduled(&mut self, scheduled: Scheduled) -> Result<(), Violation> {
@@ -770,21 +784,42 @@ impl Simulation {
         Ok(())
     }
 
+    /// Brings client `i`'s entry in `bound` up to date.
+    fn note_binding(&mut self, i: usize) {
+        let at = self.bound.partition_point(|&(j, _)| j < i);
+        let listed = self.bound.get(at).is_some_and(|&(j, _)| j == i);
+        match (self.clients[i].bound_addr(), listed) {
+            (Some(addr), true) => self.bound[at].1 = addr,
+            (Some(addr), false) => self.bound.insert(at, (i, addr)),
+            (None, true) => {
+                self.bound.remove(at);
+            }
+            (None, false) => {}
+        }
+    }
+
     fn wake_peer(&mut self, i: usize) {
         if self.stopping {
             return;
         }
-        let bound = || self.clients.iter().filter_map(|c| c.bound_addr());
-        let count = bound().count();
+        debug_assert!(
+            self.bound
+                .iter()
+                .map(|&(_, addr)| addr)
+                .eq(self.clients.iter().filter_map(Client::bound_addr)),
+            "the bound clients' list is out of date"
+        );
+        let count = self.bound.len();
         let to = if count == 0 || self.peer_rng.chance(100) {
             // A port nobody may hold.
             let port = 49_152 + self.peer_rng.below(64) as u16;
             SocketAddr::from((Ipv4Addr::LOCALHOST, port))
         } else {
             let nth = self.peer_rng.index(count);
-            bound()
-                .nth(nth)
-                .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, 49_152)))
+            self.bound.get(nth).map_or(
+                SocketAddr::from((Ipv4Addr::LOCALHOST, 49_152)),
+                |&(_, addr)| addr,
+            )
         };
         let len = self.peer_rng.index(64);
         // Up to 63 bytes of the peer's index (modulo 256), from a static
