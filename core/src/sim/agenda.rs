@@ -69,15 +69,22 @@ impl<T> Agenda<T> {
             }
         };
         let key = (u128::from(at) << 64) | u128::from((self.serial << SLOT_BITS) | index as u64);
-        // Shifts the keys due before it (keys are unique) one place up, from
-        // the end: most items are due soon, so few move.
+        // Shifts the keys due before it one place up, from the end: most
+        // items are due soon, so few move. Its serial is the highest, so a
+        // key is due before it exactly when its time is at most `at` (the
+        // high halves decide).
         self.keys.push(key);
-        let mut position = self.keys.len() - 1;
-        while position > 0 && self.keys[position - 1] < key {
-            self.keys[position] = self.keys[position - 1];
+        let keys = self.keys.as_mut_slice();
+        let mut position = keys.len() - 1;
+        while position > 0 {
+            let earlier = keys[position - 1];
+            if (earlier >> 64) as u64 > at {
+                break;
+            }
+            keys[position] = earlier;
             position -= 1;
         }
-        self.keys[position] = key;
+        keys[position] = key;
     }
 
     /// When the next item is due.

@@ -31,6 +31,7 @@ fn splitmix64(state: &mut u64) -> u64 {
 /// `d` in whole microseconds, saturated at `u64::MAX` (half a million years).
 /// In 64-bit arithmetic: `Duration::as_micros` works in 128 bits, and this
 /// runs for most of the simulation's draws.
+#[inline]
 pub(crate) fn micros(d: Duration) -> u64 {
     d.as_secs()
         .saturating_mul(1_000_000)
@@ -55,6 +56,7 @@ impl SimRng {
     }
 
     /// A uniformly random `u64`.
+    #[inline]
     pub fn next_u64(&mut self) -> u64 {
         let s = &mut self.s;
         let result = s[0].wrapping_add(s[3]).rotate_left(23).wrapping_add(s[0]);
@@ -71,18 +73,21 @@ impl SimRng {
     /// A number in `0..n` (0 when `n` is 0). By multiplication (Lemire's
     /// reduction) rather than a division; its bias, as a modulo's, is
     /// irrelevant for a simulation.
+    #[inline]
     pub fn below(&mut self, n: u64) -> u64 {
         // The high half of a 64x64-bit product is below `n`.
         ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
     }
 
     /// An index into a collection of `len` elements (0 when empty).
+    #[inline]
     pub fn index(&mut self, len: usize) -> usize {
         // `below(len)` is less than `len`, so it fits back into a usize.
         self.below(len as u64) as usize
     }
 
     /// A number in `range`.
+    #[inline]
     pub fn in_range(&mut self, range: RangeInclusive<u64>) -> u64 {
         let (lo, hi) = (*range.start(), *range.end());
         if hi <= lo {
@@ -95,18 +100,21 @@ impl SimRng {
     }
 
     /// A duration in `range`, to the microsecond.
+    #[inline]
     pub fn duration(&mut self, range: RangeInclusive<Duration>) -> Duration {
         Duration::from_nanos(self.nanos(range))
     }
 
     /// [`SimRng::duration`] in nanoseconds (the same draw), the simulation's
     /// unit of time.
+    #[inline]
     pub(crate) fn nanos(&mut self, range: RangeInclusive<Duration>) -> u64 {
         self.in_range(micros(*range.start())..=micros(*range.end()))
             .saturating_mul(1000)
     }
 
     /// True with probability `per_mille / 1000`.
+    #[inline]
     pub fn chance(&mut self, per_mille: u32) -> bool {
         self.below(1000) < u64::from(per_mille)
     }
