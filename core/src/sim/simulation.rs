@@ -462,8 +462,11 @@ impl Simulation {
             let at = self.peer_rng.nanos(Duration::ZERO..=Duration::from_secs(1));
             self.schedule(at, Scheduled::PeerWake(i));
         }
+        // In nanoseconds, as the clock counts: a `Duration` per tick to
+        // compare with cost a division.
+        let duration = nanos(self.config.duration);
         while self.checker.steps() < self.config.max_steps
-            && self.clock.elapsed() < self.config.duration
+            && self.clock.elapsed_nanos() < duration
             && self.tick()?
         {}
         // The operator shuts the daemon down; clients and peers fall silent while
