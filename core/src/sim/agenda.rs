@@ -1,7 +1,7 @@
 //! A timed queue: items come out by time, then in the order they went in.
 
-/// Items due at simulated times: their 16-byte keys in a vector sorted
-/// latest first, so the next item is the last element.
+/// Items due at simulated times: their keys in a vector sorted latest first,
+/// so the next item is the last element.
 ///
 /// The simulation pushes and pops an item per step, and holds a few dozen at
 /// a time (a wake per client and peer, reads, credits and datagrams a few
@@ -16,20 +16,21 @@
 /// Items wait in `slots`; the key alone finds them.
 #[derive(Debug)]
 pub(crate) struct Agenda<T> {
-    /// Each key is the due time in nanoseconds (high 64 bits), the serial
-    /// (next 40) and the item's slot (low 24): one integer comparison orders
-    /// by time, then by insertion (serials are unique, so the slot bits never
-    /// decide), and the key alone finds the item. Sorted in decreasing order.
-    keys: Vec<u128>,
+    /// Each key is an item's due time in nanoseconds and its slot, in
+    /// decreasing order of time; among keys of the same time, the one pushed
+    /// first is nearer the end (a push goes before every key of its time), so
+    /// items due together come out in the order they went in.
+    keys: Vec<Key>,
     slots: Vec<Option<T>>,
     /// Indices of empty `slots`.
     free: Vec<usize>,
-    /// Insertion order, so items due at the same time keep it.
-    serial: u64,
 }
 
-const SLOT_BITS: u32 = 24;
-const SERIAL_BITS: u32 = 64 - SLOT_BITS;
+#[derive(Clone, Copy, Debug)]
+struct Key {
+    at: u64,
+    slot: usize,
+}
 
 impl<T> Agenda<T> {
     pub(crate) fn new() -> Self {
@@ -37,72 +38,53 @@ impl<T> Agenda<T> {
             keys: Vec::new(),
             slots: Vec::new(),
             free: Vec::new(),
-            serial: 0,
         }
     }
 
     /// Adds `item`, due at `at` (simulated nanoseconds, as every time here:
     /// plain integers compare and add in one instruction, `Duration`s do not).
-    ///
-    /// # Panics
-    /// With 2^24 (16.7 million) items waiting at once, or after 2^40 pushes
-    /// (a simulation runs thousands per seed): limits of the key's layout
-    /// that no simulated run comes near.
     pub(crate) fn push(&mut self, at: u64, item: T) {
-        self.serial += 1;
-        assert!(
-            self.serial >> SERIAL_BITS == 0,
-            "more than 2^40 items scheduled in one simulation"
-        );
-        let index = match self.free.pop() {
-            Some(index) => {
-                self.slots[index] = Some(item);
-                index
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot] = Some(item);
+                slot
             }
             None => {
-                assert!(
-                    self.slots.len() >> SLOT_BITS == 0,
-                    "more than 2^24 items scheduled at once"
-                );
                 self.slots.push(Some(item));
                 self.slots.len() - 1
             }
         };
-        let key = (u128::from(at) << 64) | u128::from((self.serial << SLOT_BITS) | index as u64);
-        // Shifts the keys due before it one place up, from the end: most
-        // items are due soon, so few move. Its serial is the highest, so a
-        // key is due before it exactly when its time is at most `at` (the
-        // high halves decide).
-        self.keys.push(key);
+        // Shifts the keys due at or before `at` one place up, from the end:
+        // most items are due soon, so few move, and the new key lands after
+        // (comes out after) every key of its time.
+        self.keys.push(Key { at, slot });
         let keys = self.keys.as_mut_slice();
         let mut position = keys.len() - 1;
         while position > 0 {
             let earlier = keys[position - 1];
-            if (earlier >> 64) as u64 > at {
+            if earlier.at > at {
                 break;
             }
             keys[position] = earlier;
             position -= 1;
         }
-        keys[position] = key;
+        keys[position] = Key { at, slot };
     }
 
     /// When the next item is due.
     pub(crate) fn next_at(&self) -> Option<u64> {
-        self.keys.last().map(|key| (key >> 64) as u64)
+        self.keys.last().map(|key| key.at)
     }
 
     /// The next item, if it is due by `now`.
     pub(crate) fn pop_due(&mut self, now: u64) -> Option<T> {
-        let &next = self.keys.last()?;
-        if (next >> 64) as u64 > now {
+        let &Key { at, slot } = self.keys.last()?;
+        if at > now {
             return None;
         }
         self.keys.pop();
-        // The low 24 bits are the slot (fits a usize: below 2^24).
-        let index = (next as u64 & ((1 << SLOT_BITS) - 1)) as usize;
-        self.free.push(index);
-        self.slots[index].take()
+        self.free.push(slot);
+        self.slots[slot].take()
     }
 
     pub(crate) fn len(&self) -> usize {
